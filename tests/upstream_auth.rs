@@ -91,6 +91,16 @@ async fn token_setup(opts: IssuerOptions, realm_host: &str) -> TokenSetup {
     }
 }
 
+/// How many of our requests the registry answered 401 (from its access log).
+fn challenged(registry: &Registry) -> usize {
+    registry
+        .guard
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\" 401 ") && l.contains("trustgate/"))
+        .count()
+}
+
 fn basic(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     format!(
@@ -143,6 +153,8 @@ async fn token_auth_pull_with_credentials_and_token_cached_per_scope() {
     let blob = read_body_limited(resp, 1 << 20).await.unwrap();
     assert_eq!(blob.as_ref(), s.pushed.layer.as_slice());
     assert_eq!(s.issuer.requests().len(), 1, "token was not cached");
+    // The cached token went out with the request: only the very first one met a 401.
+    assert_eq!(challenged(&s.registry), 1, "cached token not sent up front");
 
     // Another scope needs its own token.
     let resp = pull_manifest(&client, "team/other").await.unwrap();
@@ -368,6 +380,8 @@ async fn basic_auth_over_tls_with_ca_file_and_http2() {
         read_body_limited(resp, 1 << 20).await.unwrap().as_ref(),
         s.pushed.layer.as_slice()
     );
+    // Once the registry asked for Basic, later requests carry it up front.
+    assert_eq!(challenged(&s.registry), 1, "Basic not sent up front");
 }
 
 #[tokio::test]
