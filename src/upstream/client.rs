@@ -402,3 +402,75 @@ pub(crate) fn describe(e: &dyn StdError) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> UpstreamClient {
+        UpstreamClient::new(ClientSettings {
+            name: "reg".into(),
+            base_url: base.parse().unwrap(),
+            ca_file: None,
+            credentials: Some(Credentials {
+                username: "user".into(),
+                password: "hunter2".into(),
+            }),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            allowed_realms: vec![],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_are_appended_and_cannot_leave_the_origin() {
+        let c = client("http://127.0.0.1:5000/");
+        assert_eq!(
+            c.url_for("/v2/a/b/manifests/t?ns=x").unwrap().as_str(),
+            "http://127.0.0.1:5000/v2/a/b/manifests/t?ns=x"
+        );
+        let c = client("https://mirror.example/prefix/");
+        assert_eq!(
+            c.url_for("/v2/").unwrap().as_str(),
+            "https://mirror.example/prefix/v2/"
+        );
+        for bad in ["v2/", "//evil.example/v2/", ""] {
+            assert!(
+                matches!(c.url_for(bad), Err(UpstreamError::InvalidRequest { .. })),
+                "{bad}"
+            );
+        }
+        // `@` in a path stays in the path; the host does not change.
+        let u = c.url_for("/v2/@evil.example/x").unwrap();
+        assert_eq!(u.host_str(), Some("mirror.example"));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let s = |u: &str| ClientSettings {
+            name: "reg".into(),
+            base_url: u.parse().unwrap(),
+            ca_file: None,
+            credentials: None,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            allowed_realms: vec![],
+        };
+        assert!(matches!(
+            UpstreamClient::new(s("ftp://x/")),
+            Err(UpstreamError::Settings { .. })
+        ));
+        assert_eq!(UpstreamClient::new(s("https://x/")).unwrap().name(), "reg");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password_or_basic_header() {
+        let c = client("https://reg.example");
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        let h = c.basic_header().unwrap();
+        assert!(h.is_sensitive());
+        assert!(!format!("{h:?}").contains("dXNlcjpodW50ZXIy"));
+    }
+}
