@@ -409,3 +409,24 @@ async fn tls_upstream_without_its_ca_is_unreachable() {
         other => panic!("expected Unreachable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn challenge_scope_is_requested_when_the_caller_gives_none_or_another() {
+    let s = token_setup(IssuerOptions::default(), "127.0.0.1").await;
+    let client = UpstreamClient::new(settings(&s.registry.base_url, None)).unwrap();
+    let path = format!("/v2/{REPO}/manifests/v1");
+    let resp = client.send(get(path.clone(), None)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .send(get(path, pull_scope("team/unrelated")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = s.issuer.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].scope, pull_scope(REPO));
+    assert_eq!(
+        seen[1].scope.as_deref(),
+        Some("repository:team/unrelated:pull repository:team/app:pull")
+    );
+}

@@ -117,8 +117,9 @@ impl UpstreamClient {
     }
 
     /// Sends `req` to `base_url + path_and_query`. A cached token for `req.scope` is attached
-    /// up front. On a 401 with a Bearer challenge a token is fetched (for `req.scope`, else the
-    /// challenge's scope) and the request retried once; on a 401 with a Basic challenge and
+    /// up front. On a 401 with a Bearer challenge a token is fetched (for `req.scope` and, when
+    /// it differs, the challenge's scope too: the upstream knows what it wants) and the request
+    /// retried once; on a 401 with a Basic challenge and
     /// configured credentials it is retried once with Basic. Any other answer, a 401 after the
     /// retry included, is returned as is for the caller to map.
     ///
@@ -141,15 +142,20 @@ impl UpstreamClient {
             .iter()
             .any(|c| matches!(c, Challenge::Basic { .. }));
         let retry_auth = if let Some(ch) = bearer {
-            let scope = req.scope.clone().or_else(|| ch.scope.clone());
-            let key = scope.clone().unwrap_or_default();
+            let mut scopes: Vec<String> = req.scope.iter().cloned().collect();
+            if let Some(s) = &ch.scope {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+            let key = scopes.join(" ");
             let rejected = match &first_auth {
                 Sent::Bearer(t) => Some(t),
                 _ => None,
             };
             let token = self
                 .tokens
-                .get_or_fetch(&key, rejected, || self.fetch_token(&ch, scope.as_deref()))
+                .get_or_fetch(&key, rejected, || self.fetch_token(&ch, &scopes))
                 .await?;
             Sent::Bearer(token)
         } else if basic && self.credentials.is_some() && !matches!(first_auth, Sent::Basic) {
@@ -279,7 +285,7 @@ impl UpstreamClient {
     async fn fetch_token(
         &self,
         ch: &BearerChallenge,
-        scope: Option<&str>,
+        scopes: &[String],
     ) -> Result<ParsedToken, UpstreamError> {
         let auth_err = |reason: String| UpstreamError::Auth {
             upstream: self.name.clone(),
@@ -298,16 +304,18 @@ impl UpstreamClient {
             if let Some(s) = &ch.service {
                 q.append_pair("service", s);
             }
-            if let Some(s) = scope {
+            for s in scopes {
                 q.append_pair("scope", s);
             }
         }
         let realm_host = realm.host_str().unwrap_or_default().to_string();
         let mut request = self.http.get(realm.clone());
+        let mut with_credentials = false;
         if let Some(c) = &self.credentials {
             match auth::may_send_credentials(&self.base_url, &realm, &self.allowed_realms) {
                 Ok(()) => {
                     request = request.basic_auth(&c.username, Some(&c.password));
+                    with_credentials = true;
                 }
                 Err(why) => {
                     tracing::warn!(
@@ -338,13 +346,25 @@ impl UpstreamClient {
             token::parse_token_response(&body, SystemTime::now())
                 .map_err(|e| auth_err(format!("token realm {realm_host}: {e}")))
         };
-        match tokio::time::timeout(self.request_timeout, fetch).await {
+        let result = match tokio::time::timeout(self.request_timeout, fetch).await {
             Ok(r) => r,
             Err(_) => Err(auth_err(format!(
                 "token realm {realm_host} did not answer within {:?}",
                 self.request_timeout
             ))),
+        };
+        match &result {
+            Ok(t) => tracing::debug!(
+                upstream = %self.name,
+                realm_host = %realm_host,
+                scopes = ?scopes,
+                with_credentials,
+                valid_for = ?t.use_for,
+                "fetched a registry token"
+            ),
+            Err(e) => tracing::warn!(upstream = %self.name, error = %e, "token fetch failed"),
         }
+        result
     }
 }
 

@@ -167,7 +167,13 @@ async fn handle(st: &IssuerState, req: Request<hyper::body::Incoming>) -> Respon
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let scope = get("scope");
+    // Several `scope` parameters may come; the token covers all of them.
+    let scopes: Vec<&str> = query
+        .iter()
+        .filter(|(n, _)| n == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
     st.seen.lock().unwrap().push(TokenRequestSeen {
         authorization: authorization.clone(),
         service: get("service"),
