@@ -12,6 +12,7 @@ use url::Url;
 
 use super::auth::{self, BearerChallenge, Challenge};
 use super::body::read_body_limited;
+use super::realm;
 use super::token::{self, BearerToken, ParsedToken, TokenCache};
 use super::{ClientSettings, Credentials, UpstreamError, UpstreamRequest};
 
@@ -281,7 +282,7 @@ impl UpstreamClient {
     }
 
     /// GET realm?service=..&scope=.. (distribution token spec), with Basic credentials only if
-    /// [`auth::may_send_credentials`] allows this realm, else anonymously.
+    /// [`realm::may_send_credentials`] allows this realm, else anonymously.
     async fn fetch_token(
         &self,
         ch: &BearerChallenge,
@@ -312,7 +313,7 @@ impl UpstreamClient {
         let mut request = self.http.get(realm.clone());
         let mut with_credentials = false;
         if let Some(c) = &self.credentials {
-            match auth::may_send_credentials(&self.base_url, &realm, &self.allowed_realms) {
+            match realm::may_send_credentials(&self.base_url, &realm, &self.allowed_realms) {
                 Ok(()) => {
                     request = request.basic_auth(&c.username, Some(&c.password));
                     with_credentials = true;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod realm;
 pub mod token;
 
 pub use body::{body_stream_with_idle_timeout, read_body_limited, BodyError};
