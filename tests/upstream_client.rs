@@ -347,3 +347,49 @@ fn bad_ca_files_are_settings_errors_naming_the_file() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_challenge_from_a_redirect_target_is_not_answered() {
+    let (realm, realm_seen) = serve(None, |_| {
+        Box::pin(async { reply(200, &[], r#"{"token":"t"}"#) })
+    })
+    .await;
+    let (storage, storage_seen) = serve(None, move |_| {
+        Box::pin(async move {
+            reply(
+                401,
+                &[(
+                    "www-authenticate",
+                    format!(r#"Bearer realm="http://{realm}/token",service="s""#),
+                )],
+                "",
+            )
+        })
+    })
+    .await;
+    let (origin, _) = serve(None, move |_| {
+        Box::pin(async move {
+            reply(
+                307,
+                &[(
+                    "location",
+                    format!("http://localhost:{}/blob", storage.port()),
+                )],
+                "",
+            )
+        })
+    })
+    .await;
+    let client = UpstreamClient::new(settings(format!("http://{origin}"))).unwrap();
+    let resp = bounded(client.send(get("/v2/a/blobs/x"))).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        realm_seen.lock().unwrap().is_empty(),
+        "answered a foreign challenge"
+    );
+    assert_eq!(
+        storage_seen.lock().unwrap().len(),
+        1,
+        "retried at the redirect target"
+    );
+}

@@ -131,7 +131,9 @@ impl UpstreamClient {
         let url = self.url_for(&req.path_and_query)?;
         let first_auth = self.preemptive_auth(req.scope.as_deref()).await;
         let resp = self.attempt(&req, &url, &first_auth).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        // A challenge from a redirect target (object storage, say) is not our upstream's to
+        // make: answering it could send our credentials or tokens somewhere else.
+        if resp.status() != StatusCode::UNAUTHORIZED || resp.url().origin() != url.origin() {
             return Ok(resp);
         }
         let challenges = challenges_of(&resp);
