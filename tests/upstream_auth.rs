@@ -430,3 +430,73 @@ async fn challenge_scope_is_requested_when_the_caller_gives_none_or_another() {
         Some("repository:team/unrelated:pull repository:team/app:pull")
     );
 }
+
+/// notary-server with token auth: the trust client talks to it through the same client.
+#[tokio::test]
+async fn notary_server_token_auth() {
+    let dir = support::tempdir();
+    let issuer = TokenIssuer::start(
+        dir.path(),
+        IssuerOptions {
+            require: Some(("alice".into(), "s3cret".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = support::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = serde_json::json!({
+        "server": {"http_addr": addr.to_string()},
+        "trust_service": {"type": "local"},
+        "storage": {"backend": "memory"},
+        "auth": {"type": "token", "options": {
+            "realm": issuer.realm("127.0.0.1"),
+            "service": support::tokenissuer::SERVICE,
+            "issuer": support::tokenissuer::ISSUER,
+            "rootcertbundle": issuer.cert_pem_path,
+        }},
+    });
+    let config_path = dir.path().join("notary-server.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let mut cmd = std::process::Command::new(support::require_tool("notary-server"));
+    cmd.arg("-config").arg(&config_path);
+    let mut server = support::proc::ChildGuard::spawn(
+        "notary-server",
+        cmd,
+        &dir.path().join("notary-server.log"),
+    );
+    support::wait_for_tcp(addr, Duration::from_secs(20));
+    server.assert_running();
+
+    let gun = "127.0.0.1:5000/team/app";
+    let req = || UpstreamRequest {
+        method: Method::GET,
+        path_and_query: format!("/v2/{gun}/_trust/tuf/root.json"),
+        headers: HeaderMap::new(),
+        scope: Some(format!("repository:{gun}:pull")),
+    };
+    let base = format!("http://{addr}");
+    let client = UpstreamClient::new(settings(&base, Some(("alice", "s3cret")))).unwrap();
+    let resp = client.send(req()).await.unwrap();
+    // Authorized, and the GUN has no trust data yet.
+    assert_eq!(resp.status(), 404, "log: {}", server.log_text());
+    let body = read_body_limited(resp, 1 << 16).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("METADATA_NOT_FOUND"),
+        "{body:?}"
+    );
+    let resp = client.send(req()).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let seen = issuer.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].scope.as_deref(),
+        Some(format!("repository:{gun}:pull").as_str())
+    );
+
+    let anonymous = UpstreamClient::new(settings(&base, None)).unwrap();
+    assert!(matches!(
+        anonymous.send(req()).await,
+        Err(UpstreamError::Auth { .. })
+    ));
+}
