@@ -9,7 +9,11 @@ use tokio::net::TcpListener;
 use trustgate::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "trustgate", version, about = "A registry proxy that enforces signed images")]
+#[command(
+    name = "trustgate",
+    version,
+    about = "A registry proxy that enforces signed images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,7 +109,11 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tasks.push(tokio::spawn(trustgate::server::run(state.clone(), listener, shutdown)));
+        tasks.push(tokio::spawn(trustgate::server::run(
+            state.clone(),
+            listener,
+            shutdown,
+        )));
     }
     wait_for_signal().await;
     tracing::info!("shutdown requested");

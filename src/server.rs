@@ -45,7 +45,11 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| err("certificate", &files.cert, e.to_string()))?;
     if certs.is_empty() {
-        return Err(err("certificate", &files.cert, "no certificate found".into()));
+        return Err(err(
+            "certificate",
+            &files.cert,
+            "no certificate found".into(),
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| err("key", &files.key, e.to_string()))?;
@@ -118,29 +122,35 @@ pub async fn run(
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let result = match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    watcher.watch(conn).await
-                }
-                Some(acceptor) => {
-                    let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(tls_stream), svc)
-                        .into_owned();
-                    watcher.watch(conn).await
-                }
-            };
+            let result =
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let tls_stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder
+                            .serve_connection(TokioIo::new(tls_stream), svc)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -14,7 +14,9 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 
 use super::body::{self, BodyError};
-use super::{copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER};
+use super::{
+    copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER,
+};
 use crate::registry::{Digest, RegistryError, RepoName};
 
 const PASSED_HEADERS: &[&str] = &["content-type", "content-length", "accept-ranges", "etag"];
@@ -31,8 +33,20 @@ pub async fn serve_blob(
             headers.insert(name, v.clone());
         }
     }
-    let method = if ctx.head() { Method::HEAD } else { Method::GET };
-    let resp = send_upstream(state, ctx, repo, method, format!("/v2/{repo}/blobs/{digest}"), headers).await?;
+    let method = if ctx.head() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    let resp = send_upstream(
+        state,
+        ctx,
+        repo,
+        method,
+        format!("/v2/{repo}/blobs/{digest}"),
+        headers,
+    )
+    .await?;
     let status = resp.status();
     if !(status == StatusCode::OK
         || status == StatusCode::PARTIAL_CONTENT

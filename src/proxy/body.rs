@@ -24,7 +24,9 @@ pub enum BodyError {
 pub type ProxyBody = UnsyncBoxBody<Bytes, BodyError>;
 
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn empty() -> ProxyBody {

@@ -29,19 +29,31 @@ pub async fn serve_tags_list(
     } else {
         format!("/v2/{repo}/tags/list?{q}")
     };
-    let method = if ctx.head() { Method::HEAD } else { Method::GET };
+    let method = if ctx.head() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     let resp = send_upstream(state, ctx, repo, method, path, HeaderMap::new()).await?;
     if resp.status() != StatusCode::OK {
         return Err(upstream_failure(ctx, repo, resp).await);
     }
     let mut out = HeaderMap::new();
-    copy_headers(resp.headers(), &mut out, &["content-type", "content-length"]);
+    copy_headers(
+        resp.headers(),
+        &mut out,
+        &["content-type", "content-length"],
+    );
     if let Some(link) = resp.headers().get(LINK).and_then(|v| v.to_str().ok()) {
         if let Some(v) = rewrite_link(ctx, link).and_then(|s| HeaderValue::from_str(&s).ok()) {
             out.insert(LINK, v);
         }
     }
-    let b = if ctx.head() { body::empty() } else { body::from_response(resp) };
+    let b = if ctx.head() {
+        body::empty()
+    } else {
+        body::from_response(resp)
+    };
     let mut r = Response::new(b);
     *r.headers_mut() = out;
     Ok(r)
@@ -84,7 +96,11 @@ pub async fn serve_referrers(
             .finish();
         path = format!("{path}?{q}");
     }
-    let method = if ctx.head() { Method::HEAD } else { Method::GET };
+    let method = if ctx.head() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     let resp = send_upstream(state, ctx, repo, method, path, HeaderMap::new()).await?;
     if resp.status() != StatusCode::OK {
         return Err(upstream_failure(ctx, repo, resp).await);
@@ -95,10 +111,13 @@ pub async fn serve_referrers(
         &mut out,
         &["content-type", "content-length", "oci-filters-applied"],
     );
-    out.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static(
-        crate::registry::media::OCI_INDEX,
-    ));
-    let b = if ctx.head() { body::empty() } else { body::from_response(resp) };
+    out.entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static(crate::registry::media::OCI_INDEX));
+    let b = if ctx.head() {
+        body::empty()
+    } else {
+        body::from_response(resp)
+    };
     let mut r = Response::new(b);
     *r.headers_mut() = out;
     Ok(r)

@@ -6,7 +6,10 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Response, StatusCode};
 
-use super::{body, read_limited, send_upstream, upstream_failure, AppState, ProxyBody, ReadError, RequestCtx, DIGEST_HEADER};
+use super::{
+    body, read_limited, send_upstream, upstream_failure, AppState, ProxyBody, ReadError,
+    RequestCtx, DIGEST_HEADER,
+};
 use crate::registry::media::DEFAULT_MANIFEST_ACCEPT;
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
@@ -20,14 +23,19 @@ pub struct FetchedManifest {
 
 /// The client's `Accept`, or the full modern list when it sent none (otherwise the registry
 /// down-converts schema2 to schema1 and 404s an index).
+///
+/// An `Accept` that names no manifest type at all (`*/*`, as generic HTTP clients send) counts
+/// as none: forwarding it would get the schema1 down-conversion.
 fn accept_headers(ctx: &RequestCtx) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let mut any = false;
+    let mut names_a_manifest_type = false;
     for v in ctx.headers.get_all(ACCEPT) {
         h.append(ACCEPT, v.clone());
-        any = true;
+        let s = v.to_str().unwrap_or("");
+        names_a_manifest_type |= s.contains("application/vnd.");
     }
-    if !any {
+    if !names_a_manifest_type {
+        h.remove(ACCEPT);
         h.insert(ACCEPT, HeaderValue::from_static(DEFAULT_MANIFEST_ACCEPT));
     }
     h

@@ -151,9 +151,16 @@ pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Logged
     Response::from_parts(parts, LoggedBody::new(body, fields, start))
 }
 
-async fn dispatch(state: &AppState, ctx: &RequestCtx) -> Result<Response<ProxyBody>, RegistryError> {
+async fn dispatch(
+    state: &AppState,
+    ctx: &RequestCtx,
+) -> Result<Response<ProxyBody>, RegistryError> {
     match &ctx.route.endpoint {
-        Endpoint::ApiBase => Ok(json_response(StatusCode::OK, Bytes::from_static(b"{}"), ctx.head())),
+        Endpoint::ApiBase => Ok(json_response(
+            StatusCode::OK,
+            Bytes::from_static(b"{}"),
+            ctx.head(),
+        )),
         Endpoint::Manifest {
             repo,
             reference: Reference::Tag(tag),
@@ -180,18 +187,25 @@ fn log_error(ctx: &RequestCtx, e: &RegistryError) {
         RegistryError::Internal { context } => {
             tracing::error!(request_id = %ctx.id, fault = ?parts.fault, %context, "internal error")
         }
-        _ => tracing::warn!(request_id = %ctx.id, fault = ?parts.fault, error = %e, "request failed"),
+        _ => {
+            tracing::warn!(request_id = %ctx.id, fault = ?parts.fault, error = %e, "request failed")
+        }
     }
 }
 
 pub fn json_response(status: StatusCode, bytes: Bytes, head: bool) -> Response<ProxyBody> {
     let len = bytes.len();
-    let body = if head { body::empty() } else { body::full(bytes) };
+    let body = if head {
+        body::empty()
+    } else {
+        body::full(bytes)
+    };
     let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
     r
 }
 
@@ -205,7 +219,10 @@ pub fn error_response(e: &RegistryError, head: bool) -> Response<ProxyBody> {
 }
 
 /// The client's upstream for this request.
-pub fn client<'a>(state: &'a AppState, ctx: &RequestCtx) -> Result<&'a UpstreamClient, RegistryError> {
+pub fn client<'a>(
+    state: &'a AppState,
+    ctx: &RequestCtx,
+) -> Result<&'a UpstreamClient, RegistryError> {
     ctx.route
         .upstream
         .and_then(|i| state.upstreams.get(i))
@@ -258,7 +275,11 @@ pub async fn send_upstream(
 
 /// Turns a non-success upstream answer into the error the client sees: 404 keeps its OCI
 /// code, 429 keeps `Retry-After`, 401/403 become "denied" naming the upstream.
-pub async fn upstream_failure(ctx: &RequestCtx, repo: &RepoName, resp: reqwest::Response) -> RegistryError {
+pub async fn upstream_failure(
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    resp: reqwest::Response,
+) -> RegistryError {
     let status = resp.status();
     let upstream = ctx.upstream_name().to_string();
     let repo = repo.to_string();

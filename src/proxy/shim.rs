@@ -43,7 +43,11 @@ impl UpstreamClient {
             self.base_url.as_str().trim_end_matches('/'),
             req.path_and_query
         );
-        let fut = self.http.request(req.method, url).headers(req.headers).send();
+        let fut = self
+            .http
+            .request(req.method, url)
+            .headers(req.headers)
+            .send();
         match tokio::time::timeout(self.request_timeout, fut).await {
             Err(_) => Err(UpstreamError::Timeout {
                 upstream: self.name.clone(),

@@ -7,6 +7,7 @@
 
 pub mod pki;
 pub mod proc;
+pub mod registry;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
