@@ -5,6 +5,7 @@
 //! names the install step, never a skip.
 #![allow(dead_code)]
 
+pub mod fake_upstream;
 pub mod pki;
 pub mod proc;
 pub mod registry;

@@ -401,3 +401,17 @@ pub fn skopeo_copy(src: &str, out: &std::path::Path) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+impl TestProxy {
+    /// Requests shutdown without waiting for the server loop.
+    pub fn shutdown_in_background(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::spawn(async move {
+                let _ = t.await;
+            });
+        }
+    }
+}
