@@ -146,7 +146,7 @@ impl Config {
     /// is also the default upstream; the embedded default policy; default [`Limits`].
     pub fn embedded_default() -> Config {
         Config::from_toml_str(EMBEDDED_DEFAULT, "<embedded default>")
-            .unwrap_or_else(|e| unreachable_default(e))
+            .unwrap_or_else(unreachable_default)
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -12,7 +12,10 @@ const FAKE: &str = "fake.test";
 
 async fn proxy_for(up: &FakeUpstream, extra_upstream: &str, top: &str) -> TestProxy {
     // `top` holds whole tables ([limits]), so it goes after the upstream tables.
-    let cfg = format!("{}\n{top}", proxy_config(&[(FAKE, &up.url)], extra_upstream));
+    let cfg = format!(
+        "{}\n{top}",
+        proxy_config(&[(FAKE, &up.url)], extra_upstream)
+    );
     TestProxy::start(&cfg).await
 }
 
@@ -27,7 +30,8 @@ async fn envelope(r: reqwest::Response) -> (u16, String, String) {
 }
 
 fn manifest_bytes(seed: u64) -> Vec<u8> {
-    format!("{{\"schemaVersion\":2,\"mediaType\":\"{DOCKER_MANIFEST}\",\"seed\":{seed}}}").into_bytes()
+    format!("{{\"schemaVersion\":2,\"mediaType\":\"{DOCKER_MANIFEST}\",\"seed\":{seed}}}")
+        .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +52,10 @@ async fn manifest_by_digest_with_wrong_bytes_is_refused_with_502() {
     let (s, code, msg) = envelope(http.get(&url).send().await.unwrap()).await;
     assert_eq!((s, code.as_str()), (502, "MANIFEST_INVALID"));
     assert!(msg.contains(FAKE), "{msg}");
-    assert!(msg.contains(&good_digest) && msg.contains(&served_digest), "{msg}");
+    assert!(
+        msg.contains(&good_digest) && msg.contains(&served_digest),
+        "{msg}"
+    );
     // HEAD agrees with GET: also refused.
     let r = http.head(&url).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -75,14 +82,19 @@ async fn tag_manifest_whose_claimed_digest_differs_is_refused() {
         async move {
             response(
                 200,
-                &[("content-type", DOCKER_MANIFEST), ("docker-content-digest", &claimed)],
+                &[
+                    ("content-type", DOCKER_MANIFEST),
+                    ("docker-content-digest", &claimed),
+                ],
                 full(body),
             )
         }
     })
     .await;
     let proxy = proxy_for(&up, "", "").await;
-    let r = reqwest::get(format!("{}/v2/lie/manifests/latest", proxy.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/v2/lie/manifests/latest", proxy.url))
+        .await
+        .unwrap();
     let (s, _, msg) = envelope(r).await;
     assert_eq!(s, 502);
     assert!(msg.contains(&claimed), "{msg}");
@@ -129,15 +141,25 @@ async fn blob_with_wrong_digest_cuts_the_connection_never_a_clean_end() {
     for with_length in [true, false] {
         let up = blob_liar(lie.clone(), with_length).await;
         let proxy = proxy_for(&up, "", "").await;
-        let r = reqwest::get(format!("{}/v2/lie/blobs/{digest}", proxy.url)).await.unwrap();
+        let r = reqwest::get(format!("{}/v2/lie/blobs/{digest}", proxy.url))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let (got, clean) = drain(r).await;
-        assert!(!clean, "wrong blob ended cleanly (content-length: {with_length})");
-        assert!(got.len() < lie.len(), "client received the complete wrong blob");
+        assert!(
+            !clean,
+            "wrong blob ended cleanly (content-length: {with_length})"
+        );
+        assert!(
+            got.len() < lie.len(),
+            "client received the complete wrong blob"
+        );
         assert!(got != lie);
         // Control: the same bytes asked for under their true digest pass untouched.
         let other = sha256(&lie);
-        let r = reqwest::get(format!("{}/v2/lie/blobs/{other}", proxy.url)).await.unwrap();
+        let r = reqwest::get(format!("{}/v2/lie/blobs/{other}", proxy.url))
+            .await
+            .unwrap();
         let (got, clean) = drain(r).await;
         assert!(clean && got == lie, "control blob broken");
         proxy.shutdown().await;
@@ -155,7 +177,9 @@ async fn correct_blob_streams_through_complete() {
     })
     .await;
     let proxy = proxy_for(&up, "", "").await;
-    let r = reqwest::get(format!("{}/v2/ok/blobs/{digest}", proxy.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/v2/ok/blobs/{digest}", proxy.url))
+        .await
+        .unwrap();
     let (got, clean) = drain(r).await;
     assert!(clean && got == real);
     proxy.shutdown().await;
@@ -186,9 +210,15 @@ async fn oversized_manifests_are_refused_even_without_content_length() {
         })
         .await;
         let proxy = proxy_for(&up, "", "[limits]\nmanifest_max_bytes = 2000\n").await;
-        let r = reqwest::get(format!("{}/v2/big/manifests/{digest}", proxy.url)).await.unwrap();
+        let r = reqwest::get(format!("{}/v2/big/manifests/{digest}", proxy.url))
+            .await
+            .unwrap();
         let (s, code, _) = envelope(r).await;
-        assert_eq!((s, code.as_str()), (502, "SIZE_INVALID"), "content-length: {with_length}");
+        assert_eq!(
+            (s, code.as_str()),
+            (502, "SIZE_INVALID"),
+            "content-length: {with_length}"
+        );
         proxy.shutdown().await;
     }
 }
@@ -202,12 +232,17 @@ async fn hanging_upstream_gives_504_within_the_timeout() {
     .await;
     let proxy = proxy_for(&up, "request_timeout = \"1s\"", "").await;
     let start = Instant::now();
-    let r = reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url))
+        .await
+        .unwrap();
     let (s, _, msg) = envelope(r).await;
     let took = start.elapsed();
     assert_eq!(s, 504);
     assert!(msg.contains(FAKE) && msg.contains("slow"), "{msg}");
-    assert!(took >= Duration::from_millis(900), "answered before the timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered before the timeout: {took:?}"
+    );
     // Generous bound: the point is that the timeout, not the hang, decides.
     assert!(took < Duration::from_secs(20), "took {took:?}");
     proxy.shutdown().await;
@@ -224,7 +259,9 @@ async fn rate_limit_passes_429_with_retry_after() {
     })
     .await;
     let proxy = proxy_for(&up, "", "").await;
-    let r = reqwest::get(format!("{}/v2/busy/manifests/v1", proxy.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/v2/busy/manifests/v1", proxy.url))
+        .await
+        .unwrap();
     assert_eq!(r.headers()["retry-after"], "17");
     let (s, code, msg) = envelope(r).await;
     assert_eq!((s, code.as_str()), (429, "TOOMANYREQUESTS"));
@@ -235,11 +272,11 @@ async fn rate_limit_passes_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_list_link_is_rewritten_to_the_proxy_in_the_clients_form() {
     let up = FakeUpstream::start(|seen| async move {
-        let link = format!("<http://upstream.invalid/v2/x/tags/list?last=b&n=2&evil=1>; rel=\"next\"");
+        let link = "<http://upstream.invalid/v2/x/tags/list?last=b&n=2&evil=1>; rel=\"next\"";
         assert!(seen.target.starts_with("/v2/x/tags/list"));
         response(
             200,
-            &[("content-type", "application/json"), ("link", &link)],
+            &[("content-type", "application/json"), ("link", link)],
             full(r#"{"name":"x","tags":["a","b"]}"#),
         )
     })
@@ -264,7 +301,11 @@ async fn tags_list_link_is_rewritten_to_the_proxy_in_the_clients_form() {
         format!("</v2/{FAKE}/x/tags/list?last=b&n=2>; rel=\"next\"")
     );
     // Only n and last are forwarded upstream.
-    assert!(up.seen().iter().all(|s| s.target == "/v2/x/tags/list?n=2"), "{:?}", up.seen());
+    assert!(
+        up.seen().iter().all(|s| s.target == "/v2/x/tags/list?n=2"),
+        "{:?}",
+        up.seen()
+    );
     proxy.shutdown().await;
 }
 
@@ -312,13 +353,25 @@ async fn client_accept_is_forwarded_and_a_missing_one_replaced() {
     let http = reqwest::Client::new();
     let url = format!("{}/v2/a/manifests/v1", proxy.url);
     http.get(&url).send().await.unwrap();
-    http.get(&url).header("accept", "application/vnd.oci.image.index.v1+json").send().await.unwrap();
+    http.get(&url)
+        .header("accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .await
+        .unwrap();
     let seen = up.seen();
     let accept0 = seen[0].headers["accept"].to_str().unwrap();
-    for t in [DOCKER_MANIFEST, "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.manifest.v1+json"] {
+    for t in [
+        DOCKER_MANIFEST,
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ] {
         assert!(accept0.contains(t), "{accept0}");
     }
-    assert_eq!(seen[1].headers["accept"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        seen[1].headers["accept"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     proxy.shutdown().await;
 }
 

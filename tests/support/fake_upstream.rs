@@ -46,7 +46,11 @@ pub fn full(b: impl Into<Bytes>) -> FakeBody {
 
 /// A body sent as separate chunks (chunked transfer encoding when no length is set).
 pub fn chunks(parts: Vec<Bytes>) -> FakeBody {
-    let s = futures_util::stream::iter(parts.into_iter().map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let s = futures_util::stream::iter(
+        parts
+            .into_iter()
+            .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    );
     StreamBody::new(s).boxed()
 }
 
@@ -85,20 +89,27 @@ impl FakeUpstream {
         let seen2 = seen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let handler = handler.clone();
                 let seen = seen2.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let s = Seen {
-                            method: req.method().to_string(),
-                            target: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
-                            headers: req.headers().clone(),
-                        };
-                        seen.lock().unwrap().push(s.clone());
-                        let h = handler.clone();
-                        async move { Ok::<_, Infallible>(h(s).await) }
-                    });
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let s = Seen {
+                                method: req.method().to_string(),
+                                target: req
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: req.headers().clone(),
+                            };
+                            seen.lock().unwrap().push(s.clone());
+                            let h = handler.clone();
+                            async move { Ok::<_, Infallible>(h(s).await) }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
