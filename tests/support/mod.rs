@@ -9,6 +9,7 @@ pub mod fake_upstream;
 pub mod pki;
 pub mod proc;
 pub mod registry;
+pub mod tokenissuer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
