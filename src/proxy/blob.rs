@@ -12,12 +12,14 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
+use std::time::Duration;
 
 use super::body::{self, BodyError};
 use super::{
     copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER,
 };
 use crate::registry::{Digest, RegistryError, RepoName};
+use crate::upstream::body_stream_with_idle_timeout;
 
 const PASSED_HEADERS: &[&str] = &["content-type", "content-length", "accept-ranges", "etag"];
 
@@ -47,6 +49,8 @@ pub async fn serve_blob(
         headers,
     )
     .await?;
+    // A stalled body is bounded like a stalled answer: by the upstream's request timeout.
+    let idle = super::client(state, ctx)?.request_timeout();
     let status = resp.status();
     if !(status == StatusCode::OK
         || status == StatusCode::PARTIAL_CONTENT
@@ -76,11 +80,11 @@ pub async fn serve_blob(
                 repo: repo.to_string(),
             });
         }
-        body::from_response(resp)
+        body::from_response(resp, idle)
     } else {
         out.entry(ACCEPT_RANGES)
             .or_insert(HeaderValue::from_static("bytes"));
-        verified_stream(resp, *digest, ctx)
+        verified_stream(resp, *digest, ctx, idle)
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -89,7 +93,7 @@ pub async fn serve_blob(
 }
 
 struct Verify {
-    inner: BoxStream<'static, reqwest::Result<Bytes>>,
+    inner: BoxStream<'static, Result<Bytes, crate::upstream::BodyError>>,
     hasher: Sha256,
     held: Option<Bytes>,
     expected: Digest,
@@ -98,9 +102,14 @@ struct Verify {
     upstream: String,
 }
 
-fn verified_stream(resp: reqwest::Response, expected: Digest, ctx: &RequestCtx) -> ProxyBody {
+fn verified_stream(
+    resp: reqwest::Response,
+    expected: Digest,
+    ctx: &RequestCtx,
+    idle: Duration,
+) -> ProxyBody {
     let state = Verify {
-        inner: resp.bytes_stream().boxed(),
+        inner: body_stream_with_idle_timeout(resp, idle).boxed(),
         hasher: Sha256::new(),
         held: None,
         expected,
@@ -125,7 +134,7 @@ fn verified_stream(resp: reqwest::Response, expected: Digest, ctx: &RequestCtx) 
                 }
                 Some(Err(e)) => {
                     s.done = true;
-                    let reason = e.without_url().to_string();
+                    let reason = e.to_string();
                     return Some((Err(BodyError::Upstream { reason }), s));
                 }
                 None => {

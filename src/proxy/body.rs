@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -38,12 +38,16 @@ pub fn stream(s: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static) 
     StreamBody::new(s.map_ok(Frame::data)).boxed_unsync()
 }
 
-pub fn from_response(resp: reqwest::Response) -> ProxyBody {
-    stream(resp.bytes_stream().map(|r| {
-        r.map_err(|e| BodyError::Upstream {
-            reason: e.without_url().to_string(),
-        })
-    }))
+/// An upstream body passed through; fails (cutting the client's response) when no data
+/// arrives for `idle`.
+pub fn from_response(resp: reqwest::Response, idle: Duration) -> ProxyBody {
+    stream(
+        crate::upstream::body_stream_with_idle_timeout(resp, idle).map(|r| {
+            r.map_err(|e| BodyError::Upstream {
+                reason: e.to_string(),
+            })
+        }),
+    )
 }
 
 /// Fields of the request log line.

@@ -52,7 +52,7 @@ pub async fn serve_tags_list(
     let b = if ctx.head() {
         body::empty()
     } else {
-        body::from_response(resp)
+        body::from_response(resp, super::client(state, ctx)?.request_timeout())
     };
     let mut r = Response::new(b);
     *r.headers_mut() = out;
@@ -116,7 +116,7 @@ pub async fn serve_referrers(
     let b = if ctx.head() {
         body::empty()
     } else {
-        body::from_response(resp)
+        body::from_response(resp, super::client(state, ctx)?.request_timeout())
     };
     let mut r = Response::new(b);
     *r.headers_mut() = out;

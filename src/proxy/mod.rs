@@ -14,7 +14,6 @@ pub mod blob;
 pub mod body;
 pub mod listing;
 pub mod manifest;
-mod shim;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,9 +27,8 @@ use crate::config::Config;
 use crate::registry::errors::OciCode;
 use crate::registry::routes::{Endpoint, Route, RouteTable, RoutedBy};
 use crate::registry::{Reference, RegistryError, RepoName};
-use crate::upstream::{UpstreamError, UpstreamRequest};
+use crate::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
 pub use body::{BodyError, LoggedBody, ProxyBody};
-pub use shim::UpstreamClient;
 
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const DIGEST_HEADER: &str = "docker-content-digest";
@@ -267,8 +265,16 @@ pub async fn send_upstream(
                 repo: repo.to_string(),
             }
         }
-        UpstreamError::Settings { upstream, reason } => RegistryError::Internal {
-            context: format!("upstream {upstream} settings: {reason}"),
+        UpstreamError::Protocol { upstream, reason } => {
+            tracing::warn!(request_id = %ctx.id, %upstream, %reason, "unusable upstream answer");
+            RegistryError::UpstreamProtocol {
+                upstream,
+                repo: repo.to_string(),
+            }
+        }
+        UpstreamError::Settings { upstream, reason }
+        | UpstreamError::InvalidRequest { upstream, reason } => RegistryError::Internal {
+            context: format!("upstream {upstream}: {reason}"),
         },
     })
 }
