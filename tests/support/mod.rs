@@ -5,8 +5,10 @@
 //! names the install step, never a skip.
 #![allow(dead_code)]
 
+pub mod fake_upstream;
 pub mod pki;
 pub mod proc;
+pub mod registry;
 pub mod tokenissuer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

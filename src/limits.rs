@@ -1,0 +1,32 @@
+//! Every resource bound of the proxy, in one documented place. Each is enforced on the byte
+//! stream or the connection as it happens, never after buffering.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest manifest accepted from an upstream, checked while it streams in (default 4 MiB,
+    /// the size docker/distribution itself caps manifests at).
+    pub manifest_max_bytes: u64,
+    /// Concurrent client connections; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (HTTP/1), also bounding how long an idle
+    /// keep-alive connection is held open.
+    pub header_read_timeout: Duration,
+    /// How long an HTTP/2 connection may sit without a ping answer before it is closed.
+    pub idle_timeout: Duration,
+    /// How long in-flight requests get to finish after shutdown is requested.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            manifest_max_bytes: 4 * 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Blobs stream straight through, never buffered whole. A full (200) body is hashed on the
+//! way and the last chunk is held back until the hash is known: on a mismatch the body ends
+//! with an error instead of that chunk, so the client sees a cut connection and never a
+//! complete, clean wrong blob (distribution spec: content must match its digest).
+//! Range answers (206) are partial and cannot be hashed; they pass through unverified and
+//! the client verifies the assembled blob, as it must anyway.
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, IF_RANGE, RANGE,
+};
+use http::{HeaderMap, Method, Response, StatusCode};
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+
+use super::body::{self, BodyError};
+use super::{
+    copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER,
+};
+use crate::registry::{Digest, RegistryError, RepoName};
+use crate::upstream::body_stream_with_idle_timeout;
+
+const PASSED_HEADERS: &[&str] = &["content-type", "content-length", "accept-ranges", "etag"];
+
+pub async fn serve_blob(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let mut headers = HeaderMap::new();
+    for name in [RANGE, IF_RANGE] {
+        if let Some(v) = ctx.headers.get(&name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    let method = if ctx.head() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
+    let resp = send_upstream(
+        state,
+        ctx,
+        repo,
+        method,
+        format!("/v2/{repo}/blobs/{digest}"),
+        headers,
+    )
+    .await?;
+    // A stalled body is bounded like a stalled answer: by the upstream's request timeout.
+    let idle = super::client(state, ctx)?.request_timeout();
+    let status = resp.status();
+    if !(status == StatusCode::OK
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::RANGE_NOT_SATISFIABLE)
+    {
+        return Err(upstream_failure(ctx, repo, resp).await);
+    }
+    let mut out = HeaderMap::new();
+    copy_headers(resp.headers(), &mut out, PASSED_HEADERS);
+    if status != StatusCode::OK {
+        copy_headers(resp.headers(), &mut out, &["content-range"]);
+    }
+    // The digest the client asked for is the blob's name; never echo a different one.
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        out.insert(DIGEST_HEADER, v);
+    }
+    let body = if ctx.head() || status == StatusCode::RANGE_NOT_SATISFIABLE {
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            out.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            out.remove(CONTENT_TYPE);
+        }
+        body::empty()
+    } else if status == StatusCode::PARTIAL_CONTENT {
+        if !out.contains_key(CONTENT_RANGE) {
+            return Err(RegistryError::UpstreamProtocol {
+                upstream: ctx.upstream_name().to_string(),
+                repo: repo.to_string(),
+            });
+        }
+        body::from_response(resp, idle)
+    } else {
+        out.entry(ACCEPT_RANGES)
+            .or_insert(HeaderValue::from_static("bytes"));
+        verified_stream(resp, *digest, ctx, idle)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = out;
+    Ok(r)
+}
+
+struct Verify {
+    inner: BoxStream<'static, Result<Bytes, crate::upstream::BodyError>>,
+    hasher: Sha256,
+    held: Option<Bytes>,
+    expected: Digest,
+    done: bool,
+    request_id: String,
+    upstream: String,
+}
+
+fn verified_stream(
+    resp: reqwest::Response,
+    expected: Digest,
+    ctx: &RequestCtx,
+    idle: Duration,
+) -> ProxyBody {
+    let state = Verify {
+        inner: body_stream_with_idle_timeout(resp, idle).boxed(),
+        hasher: Sha256::new(),
+        held: None,
+        expected,
+        done: false,
+        request_id: ctx.id.clone(),
+        upstream: ctx.upstream_name().to_string(),
+    };
+    body::stream(futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            match s.inner.next().await {
+                Some(Ok(chunk)) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    s.hasher.update(&chunk);
+                    if let Some(prev) = s.held.replace(chunk) {
+                        return Some((Ok(prev), s));
+                    }
+                }
+                Some(Err(e)) => {
+                    s.done = true;
+                    let reason = e.to_string();
+                    return Some((Err(BodyError::Upstream { reason }), s));
+                }
+                None => {
+                    s.done = true;
+                    let actual = Digest::from_sha256_bytes(s.hasher.clone().finalize().into());
+                    if actual == s.expected {
+                        return s.held.take().map(|last| (Ok(last), s));
+                    }
+                    tracing::error!(
+                        request_id = %s.request_id,
+                        upstream = %s.upstream,
+                        expected = %s.expected,
+                        %actual,
+                        "blob digest mismatch: cutting the connection"
+                    );
+                    let err = BodyError::DigestMismatch {
+                        expected: s.expected.to_string(),
+                        actual: actual.to_string(),
+                    };
+                    return Some((Err(err), s));
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,358 @@
+//! The one orchestrator of a request: route → upstream → verify → respond.
+//!
+//! Seams for enforcement (issue 4):
+//! - every manifest request by **tag** goes through [`manifest::serve_tag_manifest`];
+//! - every manifest fetch by **digest** goes through [`manifest::fetch_manifest_by_digest`]
+//!   (served by [`manifest::serve_manifest_by_digest`]), which takes the expected digest and
+//!   an optional expected length and never serves bytes that do not match them. Enforcement
+//!   resolves a tag to its signed digest and calls that function instead.
+//!
+//! [`AppState`] holds everything a request needs; add policy, trust clients, caches and
+//! metrics as fields there.
+
+pub mod blob;
+pub mod body;
+pub mod listing;
+pub mod manifest;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+
+use crate::config::Config;
+use crate::registry::errors::OciCode;
+use crate::registry::routes::{Endpoint, Route, RouteTable, RoutedBy};
+use crate::registry::{Reference, RegistryError, RepoName};
+use crate::upstream::{UpstreamClient, UpstreamError, UpstreamRequest};
+pub use body::{BodyError, LoggedBody, ProxyBody};
+
+pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+pub const DIGEST_HEADER: &str = "docker-content-digest";
+
+/// Largest upstream error body read to learn its OCI error code.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Shared state of the proxy; cheap to clone behind an `Arc`.
+pub struct AppState {
+    pub config: Config,
+    pub routes: RouteTable,
+    /// One client per configured upstream, in `config.upstreams` order (the route table's
+    /// indices point here).
+    pub upstreams: Vec<UpstreamClient>,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    /// Builds the upstream clients for `config`.
+    pub fn new(config: Config) -> Result<Arc<AppState>, UpstreamError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamClient::new(u.client_settings()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = RouteTable::new(
+            config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            config.default_upstream,
+        );
+        Ok(Arc::new(AppState {
+            config,
+            routes,
+            upstreams,
+            next_id: AtomicU64::new(1),
+        }))
+    }
+}
+
+/// What one request is about, for messages and logs.
+pub struct RequestCtx {
+    pub id: String,
+    pub method: Method,
+    pub route: Route,
+    /// The client's request headers (`Accept`, `Range`).
+    pub headers: HeaderMap,
+}
+
+impl RequestCtx {
+    pub fn head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
+    pub fn upstream_name(&self) -> &str {
+        self.route.upstream_name.as_deref().unwrap_or("-")
+    }
+
+    pub fn repo_name(&self) -> String {
+        self.route
+            .endpoint
+            .repo()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Handles one client request; never fails (errors become OCI error responses).
+pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<LoggedBody> {
+    let start = Instant::now();
+    let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let logged_path = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let mut upstream = "-".to_string();
+    let resp = match state.routes.route(&method, &path, query.as_deref()) {
+        Err(e) => error_response(&e, method == Method::HEAD),
+        Ok(route) => {
+            if let Some(u) = &route.upstream_name {
+                upstream = u.clone();
+            }
+            let ns = (route.routed_by == RoutedBy::Namespace)
+                .then(|| route.upstream_name.clone())
+                .flatten();
+            let ctx = RequestCtx {
+                id: id.clone(),
+                method: method.clone(),
+                route,
+                headers: req.headers().clone(),
+            };
+            let mut resp = match dispatch(&state, &ctx).await {
+                Ok(r) => r,
+                Err(e) => {
+                    log_error(&ctx, &e);
+                    error_response(&e, ctx.head())
+                }
+            };
+            if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                resp.headers_mut().insert("oci-namespace", ns);
+            }
+            resp
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(
+        HeaderName::from_static(API_VERSION_HEADER),
+        HeaderValue::from_static("registry/2.0"),
+    );
+    let fields = body::LogFields {
+        id,
+        method: method.to_string(),
+        path: logged_path,
+        upstream,
+        status: parts.status.as_u16(),
+    };
+    Response::from_parts(parts, LoggedBody::new(body, fields, start))
+}
+
+async fn dispatch(
+    state: &AppState,
+    ctx: &RequestCtx,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    match &ctx.route.endpoint {
+        Endpoint::ApiBase => Ok(json_response(
+            StatusCode::OK,
+            Bytes::from_static(b"{}"),
+            ctx.head(),
+        )),
+        Endpoint::Manifest {
+            repo,
+            reference: Reference::Tag(tag),
+        } => manifest::serve_tag_manifest(state, ctx, repo, tag).await,
+        Endpoint::Manifest {
+            repo,
+            reference: Reference::Digest(d),
+        } => manifest::serve_manifest_by_digest(state, ctx, repo, d, None).await,
+        Endpoint::Blob { repo, digest } => blob::serve_blob(state, ctx, repo, digest).await,
+        Endpoint::TagsList { repo, n, last } => {
+            listing::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
+        }
+        Endpoint::Referrers {
+            repo,
+            digest,
+            artifact_type,
+        } => listing::serve_referrers(state, ctx, repo, digest, artifact_type.as_deref()).await,
+    }
+}
+
+fn log_error(ctx: &RequestCtx, e: &RegistryError) {
+    let parts = e.parts();
+    match e {
+        RegistryError::Internal { context } => {
+            tracing::error!(request_id = %ctx.id, fault = ?parts.fault, %context, "internal error")
+        }
+        _ => {
+            tracing::warn!(request_id = %ctx.id, fault = ?parts.fault, error = %e, "request failed")
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, bytes: Bytes, head: bool) -> Response<ProxyBody> {
+    let len = bytes.len();
+    let body = if head {
+        body::empty()
+    } else {
+        body::full(bytes)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// The OCI error envelope for `e`, with `Retry-After` when the upstream gave one.
+pub fn error_response(e: &RegistryError, head: bool) -> Response<ProxyBody> {
+    let mut r = json_response(e.parts().status, Bytes::from(e.envelope()), head);
+    if let Some(ra) = e.retry_after().and_then(|v| HeaderValue::from_str(v).ok()) {
+        r.headers_mut().insert(RETRY_AFTER, ra);
+    }
+    r
+}
+
+/// The client's upstream for this request.
+pub fn client<'a>(
+    state: &'a AppState,
+    ctx: &RequestCtx,
+) -> Result<&'a UpstreamClient, RegistryError> {
+    ctx.route
+        .upstream
+        .and_then(|i| state.upstreams.get(i))
+        .ok_or_else(|| RegistryError::Internal {
+            context: "route points at no upstream client".into(),
+        })
+}
+
+/// Sends a request for `repo` upstream, asking for a pull token scoped to it.
+pub async fn send_upstream(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    method: Method,
+    path_and_query: String,
+    headers: HeaderMap,
+) -> Result<reqwest::Response, RegistryError> {
+    let c = client(state, ctx)?;
+    let req = UpstreamRequest {
+        method,
+        path_and_query,
+        headers,
+        scope: Some(format!("repository:{repo}:pull")),
+    };
+    c.send(req).await.map_err(|e| match e {
+        UpstreamError::Unreachable { upstream, reason } => {
+            tracing::warn!(request_id = %ctx.id, %upstream, %reason, "upstream unreachable");
+            RegistryError::UpstreamUnreachable {
+                upstream,
+                repo: repo.to_string(),
+            }
+        }
+        UpstreamError::Timeout { upstream, timeout } => RegistryError::UpstreamTimeout {
+            upstream,
+            repo: repo.to_string(),
+            timeout,
+        },
+        UpstreamError::Auth { upstream, reason } => {
+            tracing::warn!(request_id = %ctx.id, %upstream, %reason, "upstream auth failed");
+            RegistryError::UpstreamAuth {
+                upstream,
+                repo: repo.to_string(),
+            }
+        }
+        UpstreamError::Protocol { upstream, reason } => {
+            tracing::warn!(request_id = %ctx.id, %upstream, %reason, "unusable upstream answer");
+            RegistryError::UpstreamProtocol {
+                upstream,
+                repo: repo.to_string(),
+            }
+        }
+        UpstreamError::Settings { upstream, reason }
+        | UpstreamError::InvalidRequest { upstream, reason } => RegistryError::Internal {
+            context: format!("upstream {upstream}: {reason}"),
+        },
+    })
+}
+
+/// Turns a non-success upstream answer into the error the client sees: 404 keeps its OCI
+/// code, 429 keeps `Retry-After`, 401/403 become "denied" naming the upstream.
+pub async fn upstream_failure(
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    resp: reqwest::Response,
+) -> RegistryError {
+    let status = resp.status();
+    let upstream = ctx.upstream_name().to_string();
+    let repo = repo.to_string();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        return RegistryError::UpstreamTooManyRequests {
+            upstream,
+            repo,
+            retry_after,
+        };
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return RegistryError::UpstreamAuth { upstream, repo };
+    }
+    let code = if ctx.head() {
+        None
+    } else {
+        read_limited(resp, ERROR_BODY_LIMIT)
+            .await
+            .ok()
+            .and_then(|b| OciCode::from_error_body(&b))
+    };
+    RegistryError::UpstreamStatus {
+        upstream,
+        repo,
+        status,
+        code,
+    }
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a whole body, failing as soon as it exceeds `limit` (or announces more).
+pub async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, ReadError> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if (buf.len() as u64).saturating_add(c.len() as u64) > limit {
+                    return Err(ReadError::TooLarge);
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(_) => return Err(ReadError::Broken),
+        }
+    }
+}
+
+/// Copies the named headers from an upstream response.
+pub fn copy_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap, names: &[&str]) {
+    for n in names {
+        if let Some(v) = from.get(*n) {
+            if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+                to.insert(name, v.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `trustgate config check` names every problem (file, field, what was expected), and
+//! `trustgate serve` runs from a config file and stops cleanly on SIGTERM.
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_trustgate")
+}
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = support::tempdir();
+    let file = dir.path().join("trustgate.toml");
+    std::fs::write(&file, text).unwrap();
+    let o = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+        file.display().to_string(),
+    )
+}
+
+/// Each case: a config with one wrong field, and the field name that must appear.
+#[test]
+fn each_wrong_field_is_named_with_the_file() {
+    let up = "[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (format!("listen = [\"not-an-address\"]\n{up}"), "listen[0]", "socket address"),
+        (format!("log_format = \"xml\"\n{up}"), "log_format", "\"text\" or \"json\""),
+        (format!("default_upstream = \"nope\"\n{up}"), "default_upstream", "configured [[upstream]]"),
+        (format!("{up}url2 = \"x\"\n"), "upstream[0]", "unknown field `url2`"),
+        ("[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\n".into(), "upstream[0].url", "http:// or https://"),
+        ("[[upstream]]\nname = \"a/b\"\nurl = \"http://x\"\n".into(), "upstream[0].name", "registry host name"),
+        (format!("{up}request_timeout = \"soon\"\n"), "upstream[0].request_timeout", "duration"),
+        (format!("{up}ca_file = \"/nonexistent/ca.pem\"\n"), "upstream[0].ca_file", "does not exist"),
+        (
+            format!("{up}[upstream.credentials]\nusername = \"u\"\n"),
+            "upstream[0].credentials",
+            "password_env or password_file",
+        ),
+        (
+            format!("{up}[upstream.credentials]\nusername = \"u\"\npassword_env = \"TRUSTGATE_TEST_NOT_SET\"\n"),
+            "upstream[0].credentials.password_env",
+            "TRUSTGATE_TEST_NOT_SET",
+        ),
+        (format!("{up}[limits]\nmanifest_max_bytes = 0\n"), "limits.manifest_max_bytes", "positive"),
+        (format!("{up}[limits]\nmax_connection = 5\n"), "limits", "unknown field `max_connection`"),
+        (format!("{up}[tls]\ncert = \"/nonexistent.crt\"\nkey = \"/nonexistent.key\"\n"), "tls.cert", "does not exist"),
+        ("listen = [\"127.0.0.1:5000\"]\n".into(), "upstream", "at least one"),
+        ("lissen = 3\n".into(), "line 1", "unknown field `lissen`"),
+    ];
+    for (text, field, expected) in cases {
+        let (ok, stderr, file) = check(&text);
+        assert!(!ok, "accepted:\n{text}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("{file}: {field}: ")))
+            .unwrap_or_else(|| panic!("no line for {field} in:\n{stderr}\nconfig:\n{text}"));
+        assert!(line.contains(expected), "{line:?} lacks {expected:?}");
+    }
+}
+
+#[test]
+fn every_problem_is_printed_at_once() {
+    let (ok, stderr, _) = check(
+        "listen = [\"x\"]\nlog_format = \"xml\"\n[[upstream]]\nname = \"a\"\nurl = \"bad\"\n[limits]\nidle_timeout = \"1d\"\n",
+    );
+    assert!(!ok);
+    for f in [
+        "listen[0]",
+        "log_format",
+        "upstream[0].url",
+        "limits.idle_timeout",
+    ] {
+        assert!(
+            stderr.contains(&format!(": {f}: ")),
+            "{f} missing:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_good_file_passes_and_secrets_are_not_printed() {
+    let dir = support::tempdir();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "hunter2\n").unwrap();
+    let text = format!(
+        "listen = [\"127.0.0.1:5000\", \"[::1]:5000\"]\nlog_format = \"json\"\n[[upstream]]\nname = \"docker.io\"\nurl = \"https://registry-1.docker.io\"\n[upstream.credentials]\nusername = \"me\"\npassword_file = {:?}\n",
+        pw.display().to_string()
+    );
+    let (ok, stderr, _) = check(&text);
+    assert!(ok, "{stderr}");
+    let c = trustgate::config::Config::from_toml_str(&text, "x").unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert_eq!(
+        c.upstreams[0].credentials.as_ref().unwrap().password,
+        "hunter2"
+    );
+}
+
+#[test]
+fn serve_runs_from_a_file_and_stops_on_sigterm() {
+    let dir = support::tempdir();
+    let port = support::free_port();
+    let file = dir.path().join("t.toml");
+    std::fs::write(
+        &file,
+        format!("listen = [\"127.0.0.1:{port}\"]\nlog_format = \"json\"\n[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n"),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--config"]).arg(&file);
+    let mut g = support::proc::ChildGuard::spawn("trustgate", cmd, &dir.path().join("log"));
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    support::wait_for_tcp(addr, Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let r = reqwest::get(format!("http://{addr}/v2/x/manifests/v1"))
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    assert_eq!(status, 502, "{}", g.log_text());
+    g.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    let log = g.log_text();
+    assert!(
+        log.contains("\"request_id\""),
+        "json request log missing:\n{log}"
+    );
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still listening after SIGTERM"
+    );
+    g.stop();
+}
