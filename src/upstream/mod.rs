@@ -1,6 +1,14 @@
 //! HTTP client to upstream registries and trust servers: TLS (system roots plus an optional
 //! CA file), pooling, HTTP/2 where offered, Docker token auth, size-bounded reads.
 
+pub mod auth;
+pub mod body;
+pub mod client;
+pub mod token;
+
+pub use body::{body_stream_with_idle_timeout, read_body_limited, BodyError};
+pub use client::UpstreamClient;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,4 +68,10 @@ pub enum UpstreamError {
     Auth { upstream: String, reason: String },
     #[error("invalid settings for {upstream}: {reason}")]
     Settings { upstream: String, reason: String },
+    /// The remote answered, but not in a way we can use (e.g. a redirect loop).
+    #[error("{upstream} answered in a way that cannot be used: {reason}")]
+    Protocol { upstream: String, reason: String },
+    /// The request itself could not be formed (a caller bug, not the remote's fault).
+    #[error("invalid request for {upstream}: {reason}")]
+    InvalidRequest { upstream: String, reason: String },
 }
