@@ -46,3 +46,164 @@ fn harness_local_server() {
 fn harness_remote_signer_server() {
     harness_publishes_and_notary_looks_up(Flavour::Remote);
 }
+
+// ---- HttpMetadataSource against the real server and against lying loopback servers ----
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use trustgate::trust::fetch::{settings_for, HttpMetadataSource};
+use trustgate::trust::source::{FetchError, MetadataSource};
+
+fn source_for(server: &NotaryServer) -> HttpMetadataSource {
+    HttpMetadataSource::from_settings(
+        settings_for(&server.url, Some(server.ca_path.clone())).unwrap(),
+    )
+    .unwrap()
+}
+
+fn published(flavour: Flavour, gun: &str) -> (NotaryServer, NotaryCli) {
+    let server = NotaryServer::start(flavour);
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "v1", b"manifest-v1", &[]);
+    cli.publish(gun);
+    (server, cli)
+}
+
+#[tokio::test]
+async fn fetch_returns_the_servers_exact_bytes() {
+    let gun = "example.com/fetch";
+    let (server, _cli) = published(Flavour::Local, gun);
+    let src = source_for(&server);
+    for file in [
+        "root.json",
+        "1.root.json",
+        "timestamp.json",
+        "targets.json",
+        "snapshot.json",
+    ] {
+        let got = src.fetch(gun, file, 1 << 20).await.unwrap();
+        let (status, want) = server.get_raw(gun, file);
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(&got[..], &want[..], "{file}");
+    }
+}
+
+#[tokio::test]
+async fn fetch_missing_trust_data_is_not_found() {
+    let server = NotaryServer::local();
+    let src = source_for(&server);
+    let err = src
+        .fetch("example.com/none", "root.json", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn fetch_aborts_past_max_len() {
+    let gun = "example.com/big";
+    let (server, _cli) = published(Flavour::Local, gun);
+    let src = source_for(&server);
+    let (_, root) = server.get_raw(gun, "root.json");
+    let len = root.len() as u64;
+    assert_eq!(
+        src.fetch(gun, "root.json", len).await.unwrap().len() as u64,
+        len
+    );
+    let err = src.fetch(gun, "root.json", len - 1).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { limit, .. } if limit == len - 1),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn fetch_from_stopped_server_is_unreachable() {
+    let gun = "example.com/down";
+    let (mut server, _cli) = published(Flavour::Local, gun);
+    let src = source_for(&server);
+    server.stop();
+    let err = src.fetch(gun, "timestamp.json", 1 << 20).await.unwrap_err();
+    assert!(matches!(err, FetchError::Unreachable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn fetch_never_requests_key_files() {
+    let server = NotaryServer::local();
+    let src = source_for(&server);
+    let err = src
+        .fetch("example.com/app", "snapshot.key", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Refused { .. }), "{err:?}");
+}
+
+/// A plain-HTTP loopback server that answers every connection with `response` and then, if
+/// `endless` is set, keeps streaming chunked data forever.
+fn lying_server(response: &'static str, endless: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                if s.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = format!("1000\r\n{}\r\n", "x".repeat(0x1000));
+                while endless && s.write_all(chunk.as_bytes()).is_ok() {}
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn plain_source(url: &str) -> HttpMetadataSource {
+    HttpMetadataSource::from_settings(settings_for(url, None).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn fetch_5xx_is_unreachable() {
+    let url = lying_server(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        false,
+    );
+    let err = plain_source(&url)
+        .fetch("a/b", "timestamp.json", 1024)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Unreachable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn fetch_aborts_an_endless_body_without_content_length() {
+    let url = lying_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
+        true,
+    );
+    let err = plain_source(&url)
+        .fetch("a/b", "timestamp.json", 64 * 1024)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { limit: 65536, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn fetch_refuses_a_lying_content_length_up_front() {
+    let url = lying_server(
+        "HTTP/1.1 200 OK\r\ncontent-length: 999999999\r\nconnection: close\r\n\r\n",
+        false,
+    );
+    let err = plain_source(&url)
+        .fetch("a/b", "timestamp.json", 1024)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FetchError::TooLarge { .. }), "{err:?}");
+}
