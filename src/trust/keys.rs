@@ -1,0 +1,282 @@
+//! Public keys and signature checks (REAL-COMPONENTS "The metadata format" and "Methods";
+//! `tuf/signed/verifiers.go`). All cryptography is ring's; all X.509 parsing is x509-parser's.
+//!
+//! Key types: `ecdsa` (base64 DER SubjectPublicKeyInfo, P-256), `ecdsa-x509` / `rsa-x509`
+//! (base64 of a PEM certificate, possibly followed by intermediates), `ed25519` (raw 32 bytes),
+//! `rsa` (DER SubjectPublicKeyInfo). Methods: `ecdsa` (raw r‖s over SHA-256), `eddsa`,
+//! `rsapss` (SHA-256, salt = 32), `rsapkcs1v15` (SHA-256); RSA keys must be ≥ 2048 bits.
+
+use base64::Engine as _;
+use ring::signature::{self, UnparsedPublicKey};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::canonical;
+use super::wire::TufKey;
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+/// Signature algorithms built on SHA-1, which Notary refuses in root certificates
+/// (`trustpinning/certs.go`, `validRootLeafCerts`).
+const SHA1_SIG_OIDS: &[&str] = &[
+    "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
+    "1.2.840.10045.4.1",    // ecdsa-with-SHA1
+    "1.2.840.10040.4.3",    // dsa-with-sha1
+    "1.3.14.3.2.29",        // sha1WithRSASignature (OIW)
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyAlg {
+    EcdsaP256,
+    Ed25519,
+    Rsa,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported key type {0:?}")]
+    UnsupportedType(String),
+    #[error("public key is not base64: {0}")]
+    Base64(String),
+    #[error("malformed key: {0}")]
+    Malformed(String),
+}
+
+/// Facts about the certificate behind an `*-x509` key, for root-certificate checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub common_name: Option<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    pub sha1_signed: bool,
+    /// DER of the leaf certificate, then of any intermediates that followed it in the PEM.
+    pub chain_der: Vec<Vec<u8>>,
+}
+
+/// A parsed, usable public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    keyid: String,
+    keytype: String,
+    alg: KeyAlg,
+    /// The exact bytes ring verifies with (EC point, raw ed25519 key, RSAPublicKey DER). Two
+    /// keyids with equal `(alg, material)` are one key for threshold counting.
+    material: Vec<u8>,
+    rsa_bits: usize,
+    cert: Option<CertInfo>,
+}
+
+/// The TUF keyid: hex sha256 of the canonical JSON of
+/// `{"keytype":..,"keyval":{"private":null,"public":..}}` (`tuf/data/keys.go`, `ID()`).
+pub fn key_id(keytype: &str, public_b64: &str) -> String {
+    let value = json!({"keytype": keytype, "keyval": {"private": null, "public": public_b64}});
+    // Only strings and null: canonical encoding cannot fail.
+    let bytes = canonical::encode(&value).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+impl PublicKey {
+    /// Parses a key as listed in metadata. The keyid is computed from its content, after
+    /// re-encoding the public bytes as Go would (`[]byte` marshals as standard base64).
+    pub fn from_tuf(key: &TufKey) -> Result<Self, KeyError> {
+        let public = base64::engine::general_purpose::STANDARD
+            .decode(key.keyval.public.as_bytes())
+            .map_err(|e| KeyError::Base64(e.to_string()))?;
+        let reencoded = base64::engine::general_purpose::STANDARD.encode(&public);
+        let keyid = key_id(&key.keytype, &reencoded);
+        let keytype = key.keytype.clone();
+        match key.keytype.as_str() {
+            "ecdsa" | "rsa" => {
+                let (alg, material, rsa_bits) = parse_spki_der(&public)?;
+                let want = if key.keytype == "ecdsa" {
+                    KeyAlg::EcdsaP256
+                } else {
+                    KeyAlg::Rsa
+                };
+                if alg != want {
+                    return Err(KeyError::Malformed(format!(
+                        "{} key holds {alg:?}",
+                        key.keytype
+                    )));
+                }
+                Ok(PublicKey {
+                    keyid,
+                    keytype,
+                    alg,
+                    material,
+                    rsa_bits,
+                    cert: None,
+                })
+            }
+            "ed25519" => {
+                if public.len() != 32 {
+                    return Err(KeyError::Malformed(format!(
+                        "ed25519 key has {} bytes",
+                        public.len()
+                    )));
+                }
+                let alg = KeyAlg::Ed25519;
+                Ok(PublicKey {
+                    keyid,
+                    keytype,
+                    alg,
+                    material: public,
+                    rsa_bits: 0,
+                    cert: None,
+                })
+            }
+            "ecdsa-x509" | "rsa-x509" => {
+                let (alg, material, rsa_bits, cert) = parse_cert_pem(&public)?;
+                let want = if key.keytype == "ecdsa-x509" {
+                    KeyAlg::EcdsaP256
+                } else {
+                    KeyAlg::Rsa
+                };
+                if alg != want {
+                    return Err(KeyError::Malformed(format!(
+                        "{} cert holds {alg:?}",
+                        key.keytype
+                    )));
+                }
+                Ok(PublicKey {
+                    keyid,
+                    keytype,
+                    alg,
+                    material,
+                    rsa_bits,
+                    cert: Some(cert),
+                })
+            }
+            other => Err(KeyError::UnsupportedType(other.to_owned())),
+        }
+    }
+
+    pub fn keyid(&self) -> &str {
+        &self.keyid
+    }
+
+    pub fn keytype(&self) -> &str {
+        &self.keytype
+    }
+
+    pub fn alg(&self) -> KeyAlg {
+        self.alg
+    }
+
+    pub fn rsa_bits(&self) -> usize {
+        self.rsa_bits
+    }
+
+    pub fn cert(&self) -> Option<&CertInfo> {
+        self.cert.as_ref()
+    }
+
+    /// Identity of the key material, for counting distinct keys.
+    pub fn material_id(&self) -> (KeyAlg, &[u8]) {
+        (self.alg, &self.material)
+    }
+
+    /// Checks `sig` over `msg` with `method`. A method that does not belong to the key's type
+    /// never verifies (`tuf/signed/verifiers.go` dispatches by method, then each verifier
+    /// rejects foreign key types).
+    pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
+        let alg: &'static dyn signature::VerificationAlgorithm =
+            match (method.to_ascii_lowercase().as_str(), self.alg) {
+                // Raw r‖s of exactly 2·⌈256/8⌉ bytes; ring's FIXED form enforces the length.
+                ("ecdsa", KeyAlg::EcdsaP256) => &signature::ECDSA_P256_SHA256_FIXED,
+                ("eddsa", KeyAlg::Ed25519) => &signature::ED25519,
+                ("rsapss", KeyAlg::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
+                ("rsapkcs1v15", KeyAlg::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA256,
+                _ => return false,
+            };
+        UnparsedPublicKey::new(alg, &self.material)
+            .verify(msg, sig)
+            .is_ok()
+    }
+}
+
+fn parse_spki_der(der: &[u8]) -> Result<(KeyAlg, Vec<u8>, usize), KeyError> {
+    let (rest, spki) = SubjectPublicKeyInfo::from_der(der)
+        .map_err(|e| KeyError::Malformed(format!("SubjectPublicKeyInfo: {e}")))?;
+    if !rest.is_empty() {
+        return Err(KeyError::Malformed(
+            "trailing bytes after SubjectPublicKeyInfo".into(),
+        ));
+    }
+    spki_material(&spki)
+}
+
+fn spki_material(spki: &SubjectPublicKeyInfo) -> Result<(KeyAlg, Vec<u8>, usize), KeyError> {
+    let oid = spki.algorithm.algorithm.to_id_string();
+    let data = spki.subject_public_key.data.to_vec();
+    match oid.as_str() {
+        OID_EC_PUBLIC_KEY => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            if curve.as_deref() != Some(OID_P256) {
+                return Err(KeyError::Malformed(format!(
+                    "unsupported EC curve {curve:?}"
+                )));
+            }
+            Ok((KeyAlg::EcdsaP256, data, 0))
+        }
+        OID_RSA => {
+            let bits = match spki.parsed() {
+                Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+                _ => return Err(KeyError::Malformed("bad RSA public key".into())),
+            };
+            Ok((KeyAlg::Rsa, data, bits))
+        }
+        other => Err(KeyError::Malformed(format!(
+            "unsupported public key algorithm {other}"
+        ))),
+    }
+}
+
+fn parse_cert_pem(pem_bytes: &[u8]) -> Result<(KeyAlg, Vec<u8>, usize, CertInfo), KeyError> {
+    let mut ders = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(pem_bytes) {
+        let pem = pem.map_err(|e| KeyError::Malformed(format!("PEM: {e}")))?;
+        if pem.label != "CERTIFICATE" {
+            return Err(KeyError::Malformed(format!("PEM block {:?}", pem.label)));
+        }
+        ders.push(pem.contents);
+    }
+    let leaf_der = ders
+        .first()
+        .ok_or_else(|| KeyError::Malformed("no certificate".into()))?;
+    let (_, leaf) = X509Certificate::from_der(leaf_der)
+        .map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
+    let (alg, material, bits) = spki_material(leaf.public_key())?;
+    let info = cert_info(&leaf, ders.clone())?;
+    Ok((alg, material, bits, info))
+}
+
+fn cert_info(cert: &X509Certificate, chain_der: Vec<Vec<u8>>) -> Result<CertInfo, KeyError> {
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    let time = |t: i64| {
+        OffsetDateTime::from_unix_timestamp(t)
+            .map_err(|e| KeyError::Malformed(format!("certificate validity: {e}")))
+    };
+    let sig_oid = cert.signature_algorithm.algorithm.to_id_string();
+    Ok(CertInfo {
+        common_name,
+        not_before: time(cert.validity().not_before.timestamp())?,
+        not_after: time(cert.validity().not_after.timestamp())?,
+        sha1_signed: SHA1_SIG_OIDS.contains(&sig_oid.as_str()),
+        chain_der,
+    })
+}

@@ -1,0 +1,193 @@
+//! Persisted trusted state per GUN (issue 3, "Persistence"): the trusted root, the highest
+//! version ever accepted for every role, and the last verified metadata bytes (for use when
+//! the trust server is unreachable). One JSON file per GUN, replaced atomically (temp file,
+//! fsync, rename, fsync of the directory), so a crash leaves either the old or the new state
+//! and a restart cannot reset versions.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::errors::TrustError;
+
+/// What is trusted for one GUN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedState {
+    pub format: u32,
+    pub gun: String,
+    /// Highest accepted version per role name (root, timestamp, snapshot, targets, delegations).
+    /// Never lowered, even when a role disappears.
+    pub versions: BTreeMap<String, u64>,
+    /// Last verified bytes per role name, base64 (root always present once trusted).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TrustedState {
+    pub const FORMAT: u32 = 1;
+
+    pub fn new(gun: &str) -> Self {
+        TrustedState {
+            format: Self::FORMAT,
+            gun: gun.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    pub fn version(&self, role: &str) -> Option<u64> {
+        self.versions.get(role).copied()
+    }
+
+    pub fn bytes(&self, role: &str) -> Option<Vec<u8>> {
+        self.metadata
+            .get(role)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    }
+
+    pub fn set_bytes(&mut self, role: &str, bytes: &[u8]) {
+        self.metadata.insert(
+            role.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+
+    /// Raises (never lowers) a role's recorded version.
+    pub fn raise_version(&mut self, role: &str, version: u64) {
+        let v = self.versions.entry(role.to_owned()).or_insert(version);
+        *v = (*v).max(version);
+    }
+}
+
+/// Where trusted state lives.
+#[derive(Debug)]
+pub enum StateStore {
+    /// A directory; one `<sha256(gun)>.json` file per GUN (hashing keeps any GUN a safe name).
+    Dir(PathBuf),
+    /// In memory only: trust lasts as long as the process (tests, one-shot CLI).
+    Memory(Mutex<BTreeMap<String, TrustedState>>),
+}
+
+impl StateStore {
+    pub fn dir(path: impl Into<PathBuf>) -> Result<Self, TrustError> {
+        let path = path.into();
+        std::fs::create_dir_all(&path).map_err(|e| TrustError::Store {
+            gun: String::new(),
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(StateStore::Dir(path))
+    }
+
+    pub fn memory() -> Self {
+        StateStore::Memory(Mutex::new(BTreeMap::new()))
+    }
+
+    fn file_for(dir: &Path, gun: &str) -> PathBuf {
+        dir.join(format!(
+            "{}.json",
+            hex::encode(Sha256::digest(gun.as_bytes()))
+        ))
+    }
+
+    pub fn load(&self, gun: &str) -> Result<Option<TrustedState>, TrustError> {
+        match self {
+            StateStore::Memory(m) => Ok(m.lock().map_err(|_| poisoned(gun))?.get(gun).cloned()),
+            StateStore::Dir(dir) => {
+                let path = Self::file_for(dir, gun);
+                let err = |reason: String| TrustError::Store {
+                    gun: gun.to_owned(),
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(err(e.to_string())),
+                };
+                // A corrupt state file is an error, never "no state": treating it as absent
+                // would silently reset pins and versions.
+                let state: TrustedState =
+                    serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+                if state.format != TrustedState::FORMAT || state.gun != gun {
+                    return Err(err("state file does not belong to this GUN/format".into()));
+                }
+                Ok(Some(state))
+            }
+        }
+    }
+
+    pub fn save(&self, state: &TrustedState) -> Result<(), TrustError> {
+        let gun = &state.gun;
+        match self {
+            StateStore::Memory(m) => {
+                m.lock()
+                    .map_err(|_| poisoned(gun))?
+                    .insert(gun.clone(), state.clone());
+                Ok(())
+            }
+            StateStore::Dir(dir) => {
+                let path = Self::file_for(dir, gun);
+                let err = |reason: String| TrustError::Store {
+                    gun: gun.clone(),
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let bytes = serde_json::to_vec_pretty(state).map_err(|e| err(e.to_string()))?;
+                let mut tmp = tempfile_in(dir).map_err(|e| err(e.to_string()))?;
+                tmp.1.write_all(&bytes).map_err(|e| err(e.to_string()))?;
+                tmp.1.sync_all().map_err(|e| err(e.to_string()))?;
+                std::fs::rename(&tmp.0, &path).map_err(|e| err(e.to_string()))?;
+                tmp.0 = PathBuf::new();
+                // Make the rename itself durable.
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn poisoned(gun: &str) -> TrustError {
+    TrustError::Store {
+        gun: gun.to_owned(),
+        path: "<memory>".into(),
+        reason: "lock poisoned".into(),
+    }
+}
+
+/// A uniquely named temp file in `dir`, removed on drop unless renamed (path cleared).
+struct TempFile(PathBuf, std::fs::File);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<TempFile> {
+    for _ in 0..16 {
+        let name = format!(".state-{}.tmp", hex::encode(rand::random::<[u8; 8]>()));
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok(TempFile(path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "no free temp file name",
+    ))
+}

@@ -1,0 +1,348 @@
+//! The update workflow (`client/tufclient.go`): root → timestamp → snapshot → targets →
+//! delegations, each step verified by the pure loaders in [`roles`](super::roles) against
+//! what is already trusted, then persisted. Fetching is the only I/O and goes through
+//! [`MetadataSource`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use time::OffsetDateTime;
+
+use super::errors::TrustError;
+use super::limits::Limits;
+use super::lookup::TrustedRepo;
+use super::pin::TrustPinning;
+use super::roles::{
+    self, LoadedRoot, LoadedSnapshot, LoadedTargets, ROOT, SNAPSHOT, TARGETS, TIMESTAMP,
+};
+use super::source::{FetchError, MetadataSource};
+use super::store::{StateStore, TrustedState};
+use super::verify::Authority;
+use super::wire::{self, FileMeta};
+
+pub(crate) struct Update<'a> {
+    pub gun: &'a str,
+    pub source: &'a dyn MetadataSource,
+    pub store: &'a StateStore,
+    pub pinning: &'a TrustPinning,
+    pub limits: &'a Limits,
+    pub now: OffsetDateTime,
+}
+
+fn fetch_error(role: &str, e: FetchError) -> TrustError {
+    match e {
+        FetchError::NotFound { file } => TrustError::Unreachable {
+            file,
+            reason: "listed by its parent but not found".into(),
+        },
+        FetchError::Unreachable { file, reason } => TrustError::Unreachable { file, reason },
+        FetchError::TooLarge { limit, .. } => TrustError::TooLarge {
+            role: role.to_owned(),
+            limit,
+        },
+        FetchError::Refused { file, reason } => TrustError::Refused { file, reason },
+    }
+}
+
+/// "Server unreachable" in Notary's sense for falling back to cached data: network error,
+/// 404 or 5xx (`tufclient.go`, `downloadTimestamp`).
+fn is_offline(e: &FetchError) -> bool {
+    matches!(
+        e,
+        FetchError::NotFound { .. } | FetchError::Unreachable { .. }
+    )
+}
+
+impl Update<'_> {
+    async fn fetch(&self, role: &str, file: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let bytes = self.source.fetch(self.gun, file, limit).await?;
+        // Never trust the source to have enforced the bound.
+        if bytes.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                file: format!("{role} ({file})"),
+                limit,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    pub(crate) async fn run(&self) -> Result<TrustedRepo, TrustError> {
+        let stored = self.store.load(self.gun)?;
+        let mut state = stored
+            .clone()
+            .unwrap_or_else(|| TrustedState::new(self.gun));
+
+        let (root, root_offline) = self.update_root(&state).await?;
+
+        // Timestamp: always fetched fresh; the stored one only when the server is unreachable,
+        // and then it must still verify and be unexpired.
+        let (timestamp, offline) = match self
+            .fetch(TIMESTAMP, "timestamp.json", self.limits.timestamp)
+            .await
+        {
+            Ok(bytes) => (
+                roles::load_timestamp(&root, &bytes, state.version(TIMESTAMP), self.now)?,
+                root_offline,
+            ),
+            Err(e) if is_offline(&e) => match state.bytes(TIMESTAMP) {
+                Some(bytes) => (
+                    roles::load_timestamp(&root, &bytes, state.version(TIMESTAMP), self.now)?,
+                    true,
+                ),
+                None if matches!(e, FetchError::NotFound { .. }) => {
+                    return Err(TrustError::NoTrustData {
+                        gun: self.gun.to_owned(),
+                    })
+                }
+                None => return Err(fetch_error(TIMESTAMP, e)),
+            },
+            Err(e) => return Err(fetch_error(TIMESTAMP, e)),
+        };
+
+        // Snapshot: exactly the bytes the timestamp records (fetched by hash).
+        let snap_meta = meta_of(&timestamp.timestamp.meta, TIMESTAMP, SNAPSHOT)?;
+        let snap_bytes = self.consistent_bytes(&state, SNAPSHOT, snap_meta).await?;
+        let snapshot = roles::load_snapshot(
+            &root,
+            &timestamp,
+            &snap_bytes,
+            state.version(SNAPSHOT),
+            self.now,
+        )?;
+
+        // Targets: exactly the bytes the snapshot records, signed by the root's targets keys.
+        let targets_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, TARGETS)?;
+        let targets_bytes = self.consistent_bytes(&state, TARGETS, targets_meta).await?;
+        let targets = roles::load_targets(
+            &root.authority(TARGETS)?,
+            &snapshot,
+            &targets_bytes,
+            state.version(TARGETS),
+            self.now,
+        )?;
+
+        let (loaded, skipped) = self.load_delegations(&state, &snapshot, targets).await?;
+
+        // Persist: the trusted root, versions only ever raised, and the verified bytes.
+        state.metadata.clear();
+        state.set_bytes(ROOT, &root.bytes);
+        state.raise_version(ROOT, root.version);
+        state.set_bytes(TIMESTAMP, &timestamp.bytes);
+        state.raise_version(TIMESTAMP, timestamp.version);
+        state.set_bytes(SNAPSHOT, &snapshot.bytes);
+        state.raise_version(SNAPSHOT, snapshot.version);
+        for (name, t) in &loaded {
+            state.set_bytes(name, &t.bytes);
+            state.raise_version(name, t.version);
+        }
+        if stored.as_ref() != Some(&state) {
+            self.store.save(&state)?;
+        }
+        Ok(TrustedRepo {
+            gun: self.gun.to_owned(),
+            root,
+            timestamp,
+            snapshot,
+            targets: loaded,
+            skipped,
+            offline,
+        })
+    }
+
+    /// Root (`tufclient.updateRoot`, `trustpinning/certs.go` `ValidateRoot`).
+    async fn update_root(&self, state: &TrustedState) -> Result<(LoadedRoot, bool), TrustError> {
+        let trusted = match state.bytes(ROOT) {
+            Some(bytes) => Some(roles::reload_trusted_root(&bytes)?),
+            None => None,
+        };
+        let fetched = self.fetch(ROOT, "root.json", self.limits.root).await;
+        match (trusted, fetched) {
+            // First contact: trust pinning or TOFU.
+            (None, Ok(bytes)) => Ok((
+                roles::accept_first_root(self.gun, &bytes, self.pinning, self.now)?,
+                false,
+            )),
+            (None, Err(FetchError::NotFound { .. })) => Err(TrustError::NoTrustData {
+                gun: self.gun.to_owned(),
+            }),
+            (None, Err(e)) => Err(fetch_error(ROOT, e)),
+            // Unchanged: the cached root is the pin; it must still be unexpired.
+            (Some(t), Ok(bytes)) if bytes == t.bytes => {
+                roles::check_expiry(ROOT, t.expires, self.now)?;
+                Ok((t, false))
+            }
+            (Some(t), Ok(bytes)) => Ok((self.rotate(t, &bytes).await?, false)),
+            // Unreachable: keep the trusted root (if unexpired); the timestamp step decides
+            // whether stored data may be used.
+            (Some(t), Err(e)) if is_offline(&e) => {
+                roles::check_expiry(ROOT, t.expires, self.now)?;
+                Ok((t, true))
+            }
+            (Some(_), Err(e)) => Err(fetch_error(ROOT, e)),
+        }
+    }
+
+    /// Root rotation: every version after the trusted one, up to the newest, must be signed by
+    /// a threshold of its predecessor's root keys and of its own (`updateRootVersions`).
+    async fn rotate(
+        &self,
+        trusted: LoadedRoot,
+        newest_bytes: &[u8],
+    ) -> Result<LoadedRoot, TrustError> {
+        let newest = roles::root_version(newest_bytes)?;
+        if newest < trusted.version {
+            // Check for a rollback attack on the root.
+            return Err(TrustError::Rollback {
+                role: ROOT.into(),
+                trusted: trusted.version,
+                got: newest,
+            });
+        }
+        if newest - trusted.version > self.limits.max_root_rotations {
+            return Err(TrustError::malformed(
+                ROOT,
+                format!("version jumps from {} to {newest}", trusted.version),
+            ));
+        }
+        let mut prev = trusted;
+        for v in prev.version + 1..newest {
+            let file = format!("{v}.root.json");
+            let bytes = self
+                .fetch(ROOT, &file, self.limits.root)
+                .await
+                .map_err(|e| fetch_error(ROOT, e))?;
+            prev = roles::accept_next_root(
+                self.gun,
+                &prev,
+                &bytes,
+                Some(v),
+                false,
+                self.pinning,
+                self.now,
+            )?;
+        }
+        roles::accept_next_root(
+            self.gun,
+            &prev,
+            newest_bytes,
+            Some(newest),
+            true,
+            self.pinning,
+            self.now,
+        )
+    }
+
+    /// The bytes a parent records for `role`: the stored copy if it matches, else downloaded
+    /// by hash (`<role>.<sha256 hex>.json`), bounded by the recorded length.
+    async fn consistent_bytes(
+        &self,
+        state: &TrustedState,
+        role: &str,
+        meta: &FileMeta,
+    ) -> Result<Vec<u8>, TrustError> {
+        if let Some(bytes) = state.bytes(role) {
+            if roles::matches_meta(&bytes, meta) {
+                return Ok(bytes);
+            }
+        }
+        let length = wire::meta_length(role, meta)?;
+        if length > self.limits.max_recorded {
+            return Err(TrustError::TooLarge {
+                role: role.to_owned(),
+                limit: self.limits.max_recorded,
+            });
+        }
+        let file = match wire::decoded_hashes(role, meta)?
+            .into_iter()
+            .find(|(a, _)| *a == wire::SHA256)
+        {
+            Some((_, h)) => format!("{role}.{}.json", hex::encode(h)),
+            None => format!("{role}.json"),
+        };
+        // One byte past the recorded length so that an over-long file is reported as a length
+        // mismatch rather than silently truncated.
+        self.fetch(role, &file, length.saturating_add(1))
+            .await
+            .map_err(|e| match e {
+                FetchError::TooLarge { .. } => TrustError::LengthMismatch {
+                    role: role.to_owned(),
+                    expected: length,
+                    got: length + 1,
+                    recorded_by: "parent".into(),
+                },
+                e => fetch_error(role, e),
+            })
+    }
+
+    /// Delegations, parents before children, only those the snapshot lists. An expired or
+    /// under-threshold delegation is skipped; any other error fails the update
+    /// (`tufclient.downloadTargets`).
+    async fn load_delegations(
+        &self,
+        state: &TrustedState,
+        snapshot: &LoadedSnapshot,
+        targets: LoadedTargets,
+    ) -> Result<
+        (
+            BTreeMap<String, LoadedTargets>,
+            BTreeMap<String, TrustError>,
+        ),
+        TrustError,
+    > {
+        let mut loaded = BTreeMap::from([(TARGETS.to_owned(), targets)]);
+        let mut skipped = BTreeMap::new();
+        let mut queue = VecDeque::from([TARGETS.to_owned()]);
+        while let Some(parent_name) = queue.pop_front() {
+            let Some(parent) = loaded.get(&parent_name).cloned() else {
+                continue;
+            };
+            let Some(delegations) = &parent.targets.delegations else {
+                continue;
+            };
+            for child in &delegations.roles {
+                if !snapshot.snapshot.meta.contains_key(&child.name)
+                    || loaded.contains_key(&child.name)
+                    || skipped.contains_key(&child.name)
+                {
+                    continue;
+                }
+                if loaded.len() > self.limits.max_delegations {
+                    return Err(TrustError::malformed(&child.name, "too many delegations"));
+                }
+                let authority = Authority {
+                    role: &child.name,
+                    keys: roles::keys_for(&delegations.keys, &child.keyids),
+                    threshold: child.threshold,
+                };
+                let meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, &child.name)?;
+                let bytes = self.consistent_bytes(state, &child.name, meta).await?;
+                match roles::load_targets(
+                    &authority,
+                    snapshot,
+                    &bytes,
+                    state.version(&child.name),
+                    self.now,
+                ) {
+                    Ok(t) => {
+                        loaded.insert(child.name.clone(), t);
+                        queue.push_back(child.name.clone());
+                    }
+                    Err(e @ (TrustError::Expired { .. } | TrustError::ThresholdNotMet { .. })) => {
+                        tracing::warn!(gun = self.gun, role = %child.name, error = %e, "skipping delegation");
+                        skipped.insert(child.name.clone(), e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok((loaded, skipped))
+    }
+}
+
+fn meta_of<'m>(
+    meta: &'m BTreeMap<String, FileMeta>,
+    parent: &str,
+    role: &str,
+) -> Result<&'m FileMeta, TrustError> {
+    meta.get(role)
+        .ok_or_else(|| TrustError::malformed(parent, format!("meta lacks {role}")))
+}
