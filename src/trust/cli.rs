@@ -78,14 +78,14 @@ pub enum CliError {
     #[error("--root-cert {path}: {reason}")]
     RootCert { path: PathBuf, reason: String },
     #[error("cannot set up trust state: {0}")]
-    Setup(TrustError),
+    Setup(Box<TrustError>),
     /// The verifier refused: `reason` is the coarse verdict, `error` the precise one.
     #[error("{gun}{}: not trusted ({reason:?}): {error}", tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default())]
     Refused {
         gun: String,
         tag: Option<String>,
         reason: RefusalReason,
-        error: TrustError,
+        error: Box<TrustError>,
     },
 }
 
@@ -125,7 +125,7 @@ pub async fn lookup(args: &LookupArgs) -> Result<String, CliError> {
             gun: args.gun.clone(),
             tag: Some(args.tag.clone()),
             reason: error.reason(),
-            error,
+            error: Box::new(error),
         }),
     }
 }
@@ -142,7 +142,7 @@ pub async fn list(args: &ListArgs) -> Result<String, CliError> {
             gun: args.gun.clone(),
             tag: None,
             reason: error.reason(),
-            error,
+            error: Box::new(error),
         }),
     }
 }
@@ -185,5 +185,5 @@ fn open_client(gun: &str, args: &ServerArgs) -> Result<TrustClient, CliError> {
         state_dir: Some(state_dir(args)?),
         ..TrustSettings::default()
     };
-    TrustClient::new(settings, Arc::new(source)).map_err(CliError::Setup)
+    TrustClient::new(settings, Arc::new(source)).map_err(|e| CliError::Setup(Box::new(e)))
 }

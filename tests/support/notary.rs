@@ -153,6 +153,13 @@ impl NotaryServer {
         curl_get(&url, &self.ca_path)
     }
 
+    /// trustgate's HTTP metadata source for this server (trusting its test CA).
+    pub fn metadata_source(&self) -> trustgate::trust::fetch::HttpMetadataSource {
+        let settings =
+            trustgate::trust::fetch::settings_for(&self.url, Some(self.ca_path.clone())).unwrap();
+        trustgate::trust::fetch::HttpMetadataSource::from_settings(settings).unwrap()
+    }
+
     fn wait_healthy(&mut self, timeout: Duration) {
         let start = Instant::now();
         let url = format!("{}/_notary_server/health", self.url);
