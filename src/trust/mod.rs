@@ -3,8 +3,10 @@
 //! in `roles` take bytes, what is trusted, and `now`; only `update` fetches, through
 //! [`source::MetadataSource`].
 pub mod canonical;
+pub mod cli;
 pub mod client;
 pub mod errors;
+pub mod fetch;
 pub mod keys;
 pub mod limits;
 pub mod lookup;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_upstream;
+pub mod notary;
 pub mod pki;
 pub mod proc;
 pub mod registry;

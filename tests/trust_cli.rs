@@ -1,0 +1,250 @@
+//! `trustgate trust lookup|list` (library side) against the real notary-server: output
+//! matches `notary lookup` / `notary list`, refusals carry their precise reason and exit 1,
+//! and `--root-cert` pins the repository's root.
+mod support;
+
+use base64::Engine;
+use clap::Parser;
+use support::notary::{DelegationKeyKind, Flavour, NotaryCli, NotaryServer};
+use trustgate::trust::cli::{self, CliError, TrustArgs, TrustCommand};
+use trustgate::trust::RefusalReason;
+
+#[derive(Parser)]
+struct Top {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    Trust(TrustArgs),
+}
+
+/// Parses `trustgate trust ...` exactly as main.rs will.
+fn parse(args: &[&str]) -> TrustArgs {
+    let argv = ["trustgate", "trust"].iter().chain(args.iter());
+    match Top::try_parse_from(argv).unwrap().cmd {
+        Cmd::Trust(t) => t,
+    }
+}
+
+fn common<'a>(server: &'a NotaryServer, state: &'a str, ca: &'a str) -> Vec<&'a str> {
+    vec![
+        "--server",
+        server.url.as_str(),
+        "--ca",
+        ca,
+        "--state-dir",
+        state,
+    ]
+}
+
+async fn run(args: &[&str]) -> Result<String, CliError> {
+    cli::run(&parse(args)).await
+}
+
+fn published(flavour: Flavour, gun: &str) -> (NotaryServer, NotaryCli) {
+    let server = NotaryServer::start(flavour);
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "v1", b"manifest v1", &[]);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
+    cli.add(gun, "v2", b"manifest v2", &["targets/releases"]);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/ci", DelegationKeyKind::PublicKey, None);
+    cli.add(gun, "ci-1", b"ci build", &["targets/ci"]);
+    cli.publish(gun);
+    (server, cli)
+}
+
+/// The root certificate (PEM) of `gun`'s current root.json, as the server serves it.
+fn root_cert_pem(server: &NotaryServer, gun: &str) -> Vec<u8> {
+    let (status, body) = server.get_raw(gun, "root.json");
+    assert_eq!(status, 200);
+    let root: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let keyid = root["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap();
+    let b64 = root["signed"]["keys"][keyid]["keyval"]["public"]
+        .as_str()
+        .unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+#[test]
+fn args_parse_as_a_subcommand() {
+    let t = parse(&[
+        "lookup",
+        "docker.io/library/alpine",
+        "3.20",
+        "--server",
+        "https://notary.docker.io",
+        "--role",
+        "targets/releases",
+    ]);
+    match t.command {
+        TrustCommand::Lookup(l) => {
+            assert_eq!(l.gun, "docker.io/library/alpine");
+            assert_eq!(l.tag, "3.20");
+            assert_eq!(l.server.roles, vec!["targets/releases".to_string()]);
+            assert!(l.server.ca.is_none() && l.server.root_cert.is_none());
+        }
+        TrustCommand::List(_) => panic!("parsed as list"),
+    }
+    assert!(Top::try_parse_from(["trustgate", "trust", "lookup", "gun", "tag"]).is_err());
+}
+
+#[tokio::test]
+async fn lookup_prints_what_notary_lookup_prints_plus_the_role() {
+    let gun = "example.com/cli";
+    let (server, notary) = published(Flavour::Remote, gun);
+    let state = support::tempdir();
+    let (st, ca) = (
+        state.path().to_str().unwrap(),
+        server.ca_path.to_str().unwrap(),
+    );
+    for (tag, role) in [("v1", "targets"), ("v2", "targets/releases")] {
+        let mut args = vec!["lookup", gun, tag];
+        args.extend(common(&server, st, ca));
+        let out = run(&args).await.unwrap();
+        let n = notary.lookup(gun, tag).unwrap();
+        assert_eq!(out, format!("{} {} {} {role}\n", n.tag, n.digest, n.size));
+    }
+}
+
+#[tokio::test]
+async fn list_shows_the_accepted_roles_as_notary_list_does() {
+    let gun = "example.com/clilist";
+    let (server, notary) = published(Flavour::Local, gun);
+    let state = support::tempdir();
+    let (st, ca) = (
+        state.path().to_str().unwrap(),
+        server.ca_path.to_str().unwrap(),
+    );
+    let mut args = vec!["list", gun];
+    args.extend(common(&server, st, ca));
+    let out = run(&args).await.unwrap();
+    let want: String = notary
+        .list(gun)
+        .into_iter()
+        .filter(|r| r.role == "targets" || r.role == "targets/releases")
+        .map(|r| format!("{} {} {} {}\n", r.name, r.digest, r.size, r.role))
+        .collect();
+    assert_eq!(out, want);
+    assert!(
+        !out.contains("ci-1"),
+        "targets/ci is not an accepted role by default"
+    );
+    args.extend(["--role", "targets/ci"]);
+    let out = run(&args).await.unwrap();
+    assert!(
+        out.starts_with("ci-1 ") && out.ends_with(" targets/ci\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_name_their_reason_and_exit_1() {
+    let gun = "example.com/clirefuse";
+    let (server, _notary) = published(Flavour::Local, gun);
+    let state = support::tempdir();
+    let (st, ca) = (
+        state.path().to_str().unwrap(),
+        server.ca_path.to_str().unwrap(),
+    );
+    let cases = [
+        (gun, "unsigned", RefusalReason::TagNotSigned),
+        (gun, "ci-1", RefusalReason::SignedByUnacceptedRole),
+        ("example.com/nothing", "v1", RefusalReason::NoTrustData),
+    ];
+    for (g, tag, want) in cases {
+        let mut args = vec!["lookup", g, tag];
+        args.extend(common(&server, st, ca));
+        match run(&args).await {
+            Err(e @ CliError::Refused { .. }) => {
+                let CliError::Refused { reason, .. } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*reason, want, "{e}");
+                assert_eq!(e.exit_code(), 1);
+                assert!(e.to_string().contains(tag), "{e}");
+            }
+            other => panic!("{g}:{tag}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_down_fails_closed_with_exit_1() {
+    let gun = "example.com/clidown";
+    let (mut server, _notary) = published(Flavour::Local, gun);
+    server.stop();
+    let state = support::tempdir();
+    let (st, ca) = (
+        state.path().to_str().unwrap(),
+        server.ca_path.to_str().unwrap(),
+    );
+    let mut args = vec!["lookup", gun, "v1"];
+    args.extend(common(&server, st, ca));
+    match run(&args).await {
+        Err(
+            e @ CliError::Refused {
+                reason: RefusalReason::Unreachable,
+                ..
+            },
+        ) => {
+            assert_eq!(e.exit_code(), 1)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn root_cert_pins_the_repository_root() {
+    let gun = "example.com/clipin";
+    let other = "example.com/other";
+    let (server, notary) = published(Flavour::Local, gun);
+    notary.init(other);
+    notary.publish(other);
+    let dir = support::tempdir();
+    let good = dir.path().join("good.pem");
+    let wrong = dir.path().join("wrong.pem");
+    std::fs::write(&good, root_cert_pem(&server, gun)).unwrap();
+    std::fs::write(&wrong, root_cert_pem(&server, other)).unwrap();
+    let ca = server.ca_path.to_str().unwrap();
+
+    let state = support::tempdir();
+    let st = state.path().to_str().unwrap();
+    let mut args = vec!["lookup", gun, "v1", "--root-cert", good.to_str().unwrap()];
+    args.extend(common(&server, st, ca));
+    let out = run(&args).await.unwrap();
+    assert!(out.starts_with("v1 sha256:"), "{out}");
+
+    // A fresh state dir, pinned to another repository's root certificate: no TOFU fallback.
+    let state = support::tempdir();
+    let st = state.path().to_str().unwrap();
+    let mut args = vec!["lookup", gun, "v1", "--root-cert", wrong.to_str().unwrap()];
+    args.extend(common(&server, st, ca));
+    match run(&args).await {
+        Err(
+            e @ CliError::Refused {
+                reason: RefusalReason::SignatureInvalid,
+                ..
+            },
+        ) => {
+            assert_eq!(e.exit_code(), 1)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not a certificate at all: a setup error, exit 2.
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, b"not a pem").unwrap();
+    let mut args = vec!["lookup", gun, "v1", "--root-cert", bad.to_str().unwrap()];
+    args.extend(common(&server, st, ca));
+    let e = run(&args).await.unwrap_err();
+    assert!(matches!(e, CliError::RootCert { .. }), "{e:?}");
+    assert_eq!(e.exit_code(), 2);
+}
