@@ -45,5 +45,8 @@ pub fn require_tool(name: &str) -> PathBuf {
 
 /// A fresh temporary directory that lives as long as the returned value.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("trustgate-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("trustgate-test-")
+        .tempdir()
+        .expect("tempdir")
 }
