@@ -110,14 +110,14 @@ impl Ctx {
         }
     }
 
-    /// An array of strings; elements of the wrong type are reported one by one.
+    /// An array of strings; elements of the wrong type are reported one by one and left out,
+    /// so that the rest can still be checked (the load fails on any recorded error).
     pub fn strings(&mut self, f: &Field<'_>) -> Option<Vec<Spanned<String>>> {
         let Some(array) = f.item.as_array() else {
             self.invalid(f, "an array of strings", describe(f.item));
             return None;
         };
         let mut out = Vec::new();
-        let mut ok = true;
         for (i, v) in array.iter().enumerate() {
             let line = self.line_of(v.span()).or(f.line);
             let path = format!("{}[{i}]", f.path);
@@ -128,7 +128,6 @@ impl Ctx {
                     field: path,
                 }),
                 None => {
-                    ok = false;
                     self.push(
                         line,
                         &path,
@@ -140,7 +139,7 @@ impl Ctx {
                 }
             }
         }
-        ok.then_some(out)
+        Some(out)
     }
 
     /// Opens a table (`[x]` or `x = { ... }`) accepting only `allowed` keys; `allowed = None`
