@@ -1,8 +1,7 @@
 //! `decide`: which rule governs an image. Pure: no I/O, no clock.
 //!
 //! Decision order: every rule whose scope matches `<registry>/<repository>` is a candidate;
-//! the most specific candidate wins (more literal segments, then fewer `**`, then fewer `*`,
-//! then more segments); equal specificity goes to the rule written first. With no candidate,
+//! the most specific candidate wins (more literal segments, then fewer `**`, then fewer `*`); equal specificity goes to the rule written first. With no candidate,
 //! the `[default]` rule applies.
 
 use std::fmt::Write as _;

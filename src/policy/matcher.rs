@@ -25,14 +25,14 @@ pub struct ScopePattern {
 }
 
 /// How specific a pattern is; larger is more specific. Compared field by field, in this order:
-/// more literal segments, then fewer `**`, then fewer `*`, then more segments.
+/// more literal segments, then fewer `**`, then fewer `*`. (A segment count would add nothing:
+/// it is the sum of the three.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Specificity {
     pub literals: usize,
     /// Stored negated so that the derived `Ord` prefers fewer.
     neg_any: isize,
     neg_one: isize,
-    pub segments: usize,
 }
 
 impl Specificity {
@@ -51,8 +51,6 @@ impl Specificity {
             "fewer `**` wildcards"
         } else if self.neg_one != other.neg_one {
             "fewer `*` wildcards"
-        } else if self.segments != other.segments {
-            "more segments"
         } else {
             "equally specific, and earlier in the file"
         }
@@ -63,11 +61,10 @@ impl fmt::Display for Specificity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} literal, {} `**`, {} `*`, {} segments",
+            "{} literal, {} `**`, {} `*`",
             self.literals,
             self.any_wildcards(),
-            self.one_wildcards(),
-            self.segments
+            self.one_wildcards()
         )
     }
 }
@@ -136,7 +133,6 @@ impl ScopePattern {
                 .count(),
             neg_any: -(count(&Segment::Any) as isize),
             neg_one: -(count(&Segment::One) as isize),
-            segments: self.segments.len(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! field. See `policy/*.toml` for examples and `README` for the format reference.
 //!
 //! Decision order (implemented in `decide.rs`): the most specific matching scope wins — more
-//! literal segments, then fewer `**`, then fewer `*`, then more segments — and equally specific
+//! literal segments, then fewer `**`, then fewer `*` — and equally specific
 //! scopes go to the rule written first; with no match, the default applies.
 
 pub mod cli;
