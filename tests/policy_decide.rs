@@ -297,3 +297,35 @@ fn explain_file_loads_the_file() {
     let err = trustgate::policy::explain_file(&path, "r.io/app").unwrap_err();
     assert!(err.contains(":2: default.require: expected"), "{err}");
 }
+
+#[test]
+fn dotted_keys_and_full_tables_are_equivalent() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("root.pem");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policy/certs/example-org-root.pem"
+        ),
+        &pem,
+    )
+    .unwrap();
+    let text = format!(
+        "{HEAD}[[rules]]\nscope = \"r.io/a\"\nrequire = \"signed\"\npinning.tofu = false\n\n[[rules]]\nscope = \"r.io/b\"\nrequire = \"signed\"\n[rules.pinning.root_certs]\n\"r.io/b\" = [\"root.pem\"]\n"
+    );
+    let p = Policy::from_str_in(&text, "t", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let Requirement::Signed(a) = p.decide("r.io", "a").requirement().clone() else {
+        panic!()
+    };
+    assert!(!a.pinning().tofu());
+    let Requirement::Signed(b) = p.decide("r.io", "b").requirement().clone() else {
+        panic!()
+    };
+    assert!(
+        matches!(b.pinning().pin_for("r.io/b"), trustgate::policy::Pin::Certs(c) if c.len() == 1)
+    );
+    assert!(
+        b.pinning().tofu(),
+        "tofu defaults to true when the pinning table omits it"
+    );
+}

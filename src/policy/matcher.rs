@@ -168,9 +168,7 @@ fn matches_segments(pattern: &[Segment], input: &[&str]) -> bool {
                 }
             }
             Segment::One => {
-                for j in 1..=input.len() {
-                    next[j] = reach[j - 1];
-                }
+                next[1..].copy_from_slice(&reach[..input.len()]);
             }
             Segment::Literal(l) => {
                 for j in 1..=input.len() {
