@@ -19,6 +19,7 @@ mod load;
 mod matcher;
 mod model;
 mod raw;
+mod references;
 pub mod reload;
 
 use std::path::Path;
