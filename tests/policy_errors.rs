@@ -261,3 +261,51 @@ fn check_file_prints_every_error() {
         format!("{p}:3: default.mode: expected \"enforce\" or \"audit\", found \"enforcing\"\n{p}:4: default.extra: unknown key; expected one of require, message, mode, digest_pulls, trust_server, gun, roles, require_all, pinning")
     );
 }
+
+/// Stands in for a fuzz target: every prefix of every example, and every example with one
+/// byte replaced by a quote, loads or fails with errors — never panics.
+#[test]
+fn truncated_or_corrupted_examples_never_panic() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policy");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.extension().is_some_and(|e| e == "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+            if let Err(e) = Policy::from_str_in(&text[..cut], "p.toml", std::path::Path::new(dir)) {
+                assert!(!e.is_empty());
+                assert!(e.iter().all(|e| e.line.is_some()), "{e}");
+            }
+            let mut bytes = text.clone().into_bytes();
+            if bytes[cut].is_ascii() {
+                bytes[cut] = b'"';
+                let corrupted = String::from_utf8(bytes).unwrap();
+                let _ = Policy::from_str_in(&corrupted, "p.toml", std::path::Path::new(dir));
+            }
+        }
+    }
+}
+
+#[test]
+fn cli_arguments_parse_and_run() {
+    use clap::Parser;
+    use trustgate::policy::cli::{run, PolicyArgs};
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/policy/signed-only-org.toml");
+    let cli = Cli::try_parse_from(["policy", "check", file]).unwrap();
+    let out = run(&cli.policy).unwrap();
+    assert!(
+        out.ends_with("signed-only-org.toml: OK: 2 rule(s), 1 trust server(s); default: reject"),
+        "{out}"
+    );
+    let cli = Cli::try_parse_from(["policy", "explain", file, "registry.example.com/org/app:v1"])
+        .unwrap();
+    let out = run(&cli.policy).unwrap();
+    assert!(out.contains("rules[0] \"org images\""), "{out}");
+}
