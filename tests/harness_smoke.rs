@@ -3,7 +3,16 @@ mod support;
 
 #[test]
 fn required_programs_are_installed() {
-    for tool in ["docker-registry", "notary-server", "notary-signer", "notary", "skopeo", "containerd", "ctr", "podman"] {
+    for tool in [
+        "docker-registry",
+        "notary-server",
+        "notary-signer",
+        "notary",
+        "skopeo",
+        "containerd",
+        "ctr",
+        "podman",
+    ] {
         let p = support::require_tool(tool);
         assert!(p.exists(), "{tool} at {}", p.display());
     }
@@ -20,5 +29,9 @@ fn test_ca_issues_loopback_certificates() {
         .arg(&issued.cert_path)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

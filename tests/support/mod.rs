@@ -5,6 +5,7 @@
 //! names the install step, never a skip.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod pki;
 pub mod proc;
 
@@ -45,5 +46,8 @@ pub fn require_tool(name: &str) -> PathBuf {
 
 /// A fresh temporary directory that lives as long as the returned value.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("trustgate-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("trustgate-test-")
+        .tempdir()
+        .expect("tempdir")
 }

@@ -39,7 +39,9 @@ impl TestCa {
     pub fn issue(&self, dir: &Path, stem: &str) -> IssuedCert {
         let key = KeyPair::generate().expect("leaf key");
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "localhost");
         params.distinguished_name = dn;

@@ -56,7 +56,11 @@ impl ChildGuard {
     pub fn assert_running(&mut self) {
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
-                panic!("{} exited early ({status}); log:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} exited early ({status}); log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
         }
     }
