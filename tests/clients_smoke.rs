@@ -229,3 +229,59 @@ fn clients_fail_when_the_proxy_is_not_there_and_never_reach_the_primary() {
     pulled.run.assert_failure();
     assert!(clients::hosts_toml(&gone, &t).contains(&format!("server = \"http://{gone}\"")));
 }
+
+/// Replaces `from` in `text`, failing if the shipped file no longer contains it.
+fn substitute(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "expected `{from}` in:\n{text}");
+    text.replace(from, to)
+}
+
+#[test]
+fn shipped_client_configs_send_pulls_to_the_address_they_name() {
+    // The files in deploy/ with only their addresses replaced: the registry stands in for
+    // trustgate, and the image names the closed primary, so only the shipped redirection can
+    // make these pulls succeed.
+    let dir = support::tempdir();
+    let ca = TestCa::new("trustgate deploy smoke CA");
+    let issued = ca.issue(dir.path(), "registry");
+    let reg = start_registry(Some((&issued.cert_path, &issued.key_path)));
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://{}", reg.host);
+    let pushed = push_small_image(&base, &http, "smoke/deploy", "1.0");
+    // registries.conf's location carries the upstream's name as a path prefix.
+    let pushed_prefixed = push_small_image(&base, &http, "docker.io/smoke/deploy", "1.0");
+    let image = format!("{CLOSED_REGISTRY}/smoke/deploy:1.0");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+
+    let hosts = std::fs::read_to_string(root.join("containerd/hosts.toml")).unwrap();
+    let hosts = substitute(&hosts, "trustgate.internal.example:5000", &reg.host);
+    let hosts = substitute(
+        &hosts,
+        "/etc/containerd/certs.d/docker.io/trustgate-ca.crt",
+        &issued.ca_path.display().to_string(),
+    );
+    let ctd = Containerd::start();
+    let pulled = ctd.pull_with_hosts_toml(&image, &hosts);
+    pulled.run.assert_success();
+    assert_eq!(pulled.digest.as_deref(), Some(pushed.as_str()));
+
+    let conf = std::fs::read_to_string(root.join("containers/registries.conf")).unwrap();
+    assert!(
+        !conf
+            .lines()
+            .any(|l| l.trim_start().starts_with("[[registry.mirror]]")),
+        "a mirror would fall back past trustgate"
+    );
+    let conf = substitute(&conf, "trustgate.internal.example:5000", &reg.host);
+    let conf = substitute(
+        &conf,
+        "prefix = \"docker.io\"",
+        &format!("prefix = \"{CLOSED_REGISTRY}\""),
+    );
+    let pulled = Podman::new().pull_with_registries_conf(&image, &conf, Some(&issued.ca_path));
+    pulled.run.assert_success();
+    assert_eq!(pulled.digest.as_deref(), Some(pushed_prefixed.as_str()));
+}

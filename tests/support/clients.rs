@@ -254,6 +254,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// makes `proxy` (`host:port`) the `server` — see [`hosts_toml`]. Returns the digest
     /// `ctr images ls` records for IMAGE and the manifest bytes from the content store.
     pub fn pull(&self, image: &str, proxy: &str, transport: &Transport) -> PullResult {
+        self.pull_with_hosts_toml(image, &hosts_toml(proxy, transport))
+    }
+
+    /// `ctr images pull` with `hosts_toml` filed under IMAGE's registry (e.g. a file from
+    /// `deploy/containerd/` with its addresses substituted).
+    pub fn pull_with_hosts_toml(&self, image: &str, hosts_toml: &str) -> PullResult {
         let registry = image.split('/').next().expect("image has a registry part");
         let hosts = tempfile::Builder::new()
             .prefix("hosts-")
@@ -261,8 +267,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             .expect("hosts dir");
         let reg_dir = hosts.path().join(registry);
         std::fs::create_dir_all(&reg_dir).expect("mkdir hosts.d/<registry>");
-        std::fs::write(reg_dir.join("hosts.toml"), hosts_toml(proxy, transport))
-            .expect("write hosts.toml");
+        std::fs::write(reg_dir.join("hosts.toml"), hosts_toml).expect("write hosts.toml");
         let mut cmd = self.ctr();
         cmd.args(["images", "pull", "--hosts-dir"])
             .arg(hosts.path())
@@ -377,16 +382,34 @@ impl Podman {
     /// `location` (trustgate's `host:port`, optionally with a path). See [`registries_conf`].
     pub fn pull(&self, image: &str, location: &str, transport: &Transport) -> PullResult {
         let registry = image.split('/').next().expect("image has a registry part");
+        let ca_file = match transport {
+            Transport::Tls { ca_file } => Some(ca_file.as_path()),
+            Transport::PlainHttp => None,
+        };
+        self.pull_with_registries_conf(
+            image,
+            &registries_conf(registry, location, transport),
+            ca_file,
+        )
+    }
+
+    /// `podman pull IMAGE` under the given registries.conf text (e.g. a file from
+    /// `deploy/containers/` with its addresses substituted), trusting `ca_file` for TLS.
+    pub fn pull_with_registries_conf(
+        &self,
+        image: &str,
+        conf_text: &str,
+        ca_file: Option<&Path>,
+    ) -> PullResult {
         let work = tempfile::Builder::new()
             .prefix("pull-")
             .tempdir_in(self.dir.path())
             .expect("pull dir");
         let conf = work.path().join("registries.conf");
-        std::fs::write(&conf, registries_conf(registry, location, transport))
-            .expect("write registries.conf");
+        std::fs::write(&conf, conf_text).expect("write registries.conf");
         let mut cmd = self.podman(Some(&conf));
         cmd.arg("pull");
-        if let Transport::Tls { ca_file } = transport {
+        if let Some(ca_file) = ca_file {
             cmd.arg("--cert-dir")
                 .arg(cert_dir_with(ca_file, work.path()));
         }
