@@ -12,6 +12,7 @@
 //! the way. [`cache`] keeps verified results and content; [`metrics`] counts outcomes.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod limits;

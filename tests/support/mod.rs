@@ -7,6 +7,7 @@
 
 pub mod fake_upstream;
 pub mod notary;
+pub mod clients;
 pub mod pki;
 pub mod proc;
 pub mod registry;
