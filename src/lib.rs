@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod cache;
 pub mod config;
+pub mod enforce;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

@@ -21,6 +21,7 @@ mod model;
 mod raw;
 mod references;
 pub mod reload;
+mod verdict;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub use model::{
     SignedRequirement, TrustPinning, TrustServer,
 };
 pub use reload::{PolicyHandle, ReloadOutcome};
+pub use verdict::{
+    judge_digest, judge_tag, signed_requirement, Permit, Refusal, TagVerdict, TrustOutcome,
+};
 
 /// Origin name used for the built-in policy in messages.
 pub const EMBEDDED_ORIGIN: &str = "<embedded default policy>";

@@ -1,0 +1,232 @@
+//! Enforcement: joins the policy and the trust client for one pull.
+//!
+//! For a tag: `policy.decide` names the rule; for a `signed` rule the tag is resolved through
+//! verified trust data (cached per tag, single-flight, never past the metadata's expiry) to
+//! the digest its publisher signed; `policy::judge_tag` turns that into a verdict. For a
+//! digest: `policy::judge_digest`, which for `digest_pulls = "signed-only"` asks whether the
+//! digest was reached through a verified tag — recorded here when signed manifests are served
+//! (the manifest itself, the child manifests of an index, its config and layers).
+
+mod trust_pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::cache::{TagCache, TagCacheSettings, TagKey};
+use crate::metrics::Metrics;
+use crate::policy::{
+    judge_digest, judge_tag, signed_requirement, Decision, PolicyHandle, RoleRequirement,
+    SignedRequirement, TagVerdict, TrustOutcome,
+};
+use crate::trust::{TrustClient, TrustError, VerifiedTarget};
+pub use trust_pool::{PoolError, TrustPool};
+
+/// Why a resolution failed, shared between the callers that waited on it.
+#[derive(Debug, Clone)]
+enum ResolveError {
+    Trust(TrustError),
+    RolesDisagree(String),
+}
+
+pub struct Enforcer {
+    pub policy: Arc<PolicyHandle>,
+    pool: TrustPool,
+    tags: TagCache<VerifiedTarget>,
+    /// `registry/repository@digest` of everything reached through a verified tag.
+    reached: moka::sync::Cache<String, ()>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How long content reached through a signed tag stays servable under `signed-only`
+/// without the tag being pulled again.
+const REACHED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl Enforcer {
+    pub fn new(
+        policy: Arc<PolicyHandle>,
+        state_dir: std::path::PathBuf,
+        cache: TagCacheSettings,
+        metrics: Arc<Metrics>,
+    ) -> Enforcer {
+        Enforcer {
+            policy,
+            pool: TrustPool::new(state_dir),
+            tags: TagCache::new(cache, |t: &VerifiedTarget| t.expires()),
+            reached: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(REACHED_TTL)
+                .build(),
+            metrics,
+        }
+    }
+
+    pub fn decide(&self, registry: &str, repository: &str) -> Decision {
+        self.policy.current().decide(registry, repository)
+    }
+
+    /// The verdict on a pull of `registry/repository:tag`.
+    pub async fn tag(&self, registry: &str, repository: &str, tag: &str) -> (Decision, TagVerdict) {
+        let decision = self.decide(registry, repository);
+        let outcome = match signed_requirement(&decision) {
+            None => None,
+            Some(req) => Some(self.resolve(req, registry, repository, tag).await),
+        };
+        let verdict = judge_tag(&decision, tag, outcome);
+        (decision, verdict)
+    }
+
+    /// The verdict on a pull of `registry/repository@digest` (manifest or blob).
+    pub fn digest(&self, registry: &str, repository: &str, digest: &str) -> (Decision, TagVerdict) {
+        let decision = self.decide(registry, repository);
+        let reached = self
+            .reached
+            .contains_key(&reached_key(registry, repository, digest));
+        let verdict = judge_digest(&decision, digest, reached);
+        (decision, verdict)
+    }
+
+    /// Records that `digest` (a manifest served through a verified tag, or served because it
+    /// was reached from one) and everything it references may be pulled by digest.
+    pub fn mark_reached(&self, registry: &str, repository: &str, digest: &str, manifest: &[u8]) {
+        self.reached
+            .insert(reached_key(registry, repository, digest), ());
+        for child in referenced_digests(manifest) {
+            self.reached
+                .insert(reached_key(registry, repository, &child), ());
+        }
+    }
+
+    /// Whether `digest` was reached through a verified tag.
+    pub fn was_reached(&self, registry: &str, repository: &str, digest: &str) -> bool {
+        self.reached
+            .contains_key(&reached_key(registry, repository, digest))
+    }
+
+    async fn resolve(
+        &self,
+        req: &SignedRequirement,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+    ) -> TrustOutcome {
+        let client = match self.pool.client(req) {
+            Ok(c) => c,
+            Err(e) => {
+                return TrustOutcome::Failed(TrustError::Refused {
+                    file: "-".to_string(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let gun = req.gun(registry, repository);
+        let key = TagKey {
+            trust_server: req.trust_server().url().to_string(),
+            gun: gun.clone(),
+            tag: tag.to_string(),
+            roles: req.roles().roles().to_vec(),
+            all_roles_required: matches!(req.roles(), RoleRequirement::AllOf(_)),
+        };
+        let roles = req.roles().clone();
+        let tag_owned = tag.to_string();
+        let resolver = move || {
+            let (client, gun, tag, roles) = (client.clone(), gun.clone(), tag_owned.clone(), roles.clone());
+            async move { resolve_roles(&client, &gun, &tag, &roles).await }
+        };
+        let cached_before = self.tags.get(&key).await.is_some();
+        self.metrics.record_trust_cache(cached_before);
+        match self.tags.get_or_refresh(key, resolver).await {
+            Ok(t) => TrustOutcome::Verified(t),
+            Err(e) => match e.as_ref() {
+                ResolveError::Trust(t) => TrustOutcome::Failed(t.clone()),
+                ResolveError::RolesDisagree(d) => TrustOutcome::RolesDisagree { detail: d.clone() },
+            },
+        }
+    }
+}
+
+async fn resolve_roles(
+    client: &TrustClient,
+    gun: &str,
+    tag: &str,
+    roles: &RoleRequirement,
+) -> Result<VerifiedTarget, ResolveError> {
+    match roles {
+        RoleRequirement::FirstOf(roles) => client.resolve(gun, tag, roles).await.map_err(ResolveError::Trust),
+        RoleRequirement::AllOf(roles) => {
+            let repo = client.repo(gun).await.map_err(ResolveError::Trust)?;
+            let now: OffsetDateTime = client.now();
+            let mut first: Option<VerifiedTarget> = None;
+            for role in roles {
+                let t = repo.lookup_in_role(tag, role, now).map_err(ResolveError::Trust)?;
+                match &first {
+                    None => first = Some(t),
+                    Some(f) if f.digest() == t.digest() && f.length() == t.length() => {}
+                    Some(f) => {
+                        return Err(ResolveError::RolesDisagree(format!(
+                            "roles disagree on tag {tag}: {} signed {} but {} signed {}; every one of [{}] must sign the same digest",
+                            f.role(),
+                            f.digest(),
+                            t.role(),
+                            t.digest(),
+                            roles.join(", ")
+                        )))
+                    }
+                }
+            }
+            first.ok_or_else(|| {
+                ResolveError::Trust(TrustError::TagNotSigned {
+                    gun: gun.to_string(),
+                    tag: tag.to_string(),
+                })
+            })
+        }
+    }
+}
+
+fn reached_key(registry: &str, repository: &str, digest: &str) -> String {
+    format!("{registry}/{repository}@{digest}")
+}
+
+/// Digests a manifest references: an index's or manifest list's `manifests`, an image
+/// manifest's `config`, `layers` and `subject`. Media-type agnostic on purpose: whatever a
+/// signed manifest names by digest was vouched for by the signature over its bytes.
+pub fn referenced_digests(manifest: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut push = |d: &serde_json::Value| {
+        if let Some(s) = d.get("digest").and_then(|x| x.as_str()) {
+            out.push(s.to_string());
+        }
+    };
+    for list in ["manifests", "layers", "blobs"] {
+        if let Some(items) = v.get(list).and_then(|x| x.as_array()) {
+            items.iter().for_each(&mut push);
+        }
+    }
+    for single in ["config", "subject"] {
+        if let Some(d) = v.get(single) {
+            push(d);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_digests_of_index_and_manifest() {
+        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:aa"},{"digest":"sha256:bb"}]}"#;
+        assert_eq!(referenced_digests(index), vec!["sha256:aa", "sha256:bb"]);
+        let manifest = br#"{"schemaVersion":2,"config":{"digest":"sha256:cc"},"layers":[{"digest":"sha256:dd"}]}"#;
+        let mut got = referenced_digests(manifest);
+        got.sort();
+        assert_eq!(got, vec!["sha256:cc", "sha256:dd"]);
+        assert!(referenced_digests(b"not json").is_empty());
+    }
+}
