@@ -41,6 +41,8 @@ pub struct PolicyHandle {
     current: RwLock<Arc<Policy>>,
     generation: AtomicU64,
     seen: Mutex<Option<Seen>>,
+    /// Serialises reloads so that two racing loads cannot install an older file last.
+    reloading: Mutex<()>,
 }
 
 impl PolicyHandle {
@@ -54,6 +56,7 @@ impl PolicyHandle {
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(1),
             seen: Mutex::new(Some(seen)),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -64,6 +67,7 @@ impl PolicyHandle {
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(1),
             seen: Mutex::new(None),
+            reloading: Mutex::new(()),
         }
     }
 
@@ -90,6 +94,7 @@ impl PolicyHandle {
         let Some(path) = &self.path else {
             return ReloadOutcome::NoFile;
         };
+        let _turn = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let (result, seen) = read_and_load(path);
         self.set_seen(seen);
         self.install(path, result)
