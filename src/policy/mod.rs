@@ -33,7 +33,7 @@ pub use model::{
     DigestPulls, GunTemplate, Mode, Pin, PinnedCert, Requirement, RoleRequirement, Rule, RuleId,
     SignedRequirement, TrustPinning, TrustServer,
 };
-pub use reload::{PolicyHandle, ReloadOutcome};
+pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 
 /// Origin name used for the built-in policy in messages.
 pub const EMBEDDED_ORIGIN: &str = "<embedded default policy>";

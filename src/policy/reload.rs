@@ -16,6 +16,9 @@ use sha2::{Digest as _, Sha256};
 use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::Policy;
 
+/// How often the watcher compares the file's content with the policy in force.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The result of one reload attempt.
 #[derive(Debug, Clone)]
 pub enum ReloadOutcome {
