@@ -102,8 +102,8 @@ fn duplicate_scopes_and_names_are_conflicts() {
     assert_eq!(
         e,
         vec![
-            "policy.toml:5: rules[1].scope: same scope \"r.io/x\" as rules[0] (line 1); only the first could ever apply",
-            "policy.toml:5: rules[1].name: rule name \"a\" is already used by rules[0] (line 1)",
+            "policy.toml:6: rules[1].name: rule name \"a\" is already used by rules[0] (line 2)",
+            "policy.toml:7: rules[1].scope: same scope \"r.io/x\" as rules[0] (line 3); only the first could ever apply",
         ]
     );
 }

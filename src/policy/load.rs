@@ -110,12 +110,13 @@ impl Builder<'_> {
                 digest_pulls: DigestPulls::Allow,
             }),
         };
-        let mut rules = Vec::new();
+        let mut rules: Vec<(Rule, Option<usize>, Option<usize>)> = Vec::new();
         if let Some(f) = top.get("rules") {
             if let Some(tables) = self.ctx.tables(f, RULE_KEYS) {
                 for (i, t) in tables.iter().enumerate() {
                     if let Some(r) = self.rule(t, RuleId::Rule(i), &servers) {
-                        rules.push((r, t.line));
+                        let line_of = |k: &str| t.get(k).and_then(|f| f.line).or(t.line);
+                        rules.push((r, line_of("scope"), line_of("name")));
                     }
                 }
             }
@@ -123,16 +124,17 @@ impl Builder<'_> {
         self.duplicates(&rules);
         Some(Policy {
             origin: origin.to_string(),
-            rules: rules.into_iter().map(|(r, _)| Arc::new(r)).collect(),
+            rules: rules.into_iter().map(|(r, _, _)| Arc::new(r)).collect(),
             default: Arc::new(default?),
             servers: servers.into_values().collect(),
         })
     }
 
-    fn duplicates(&mut self, rules: &[(Rule, Option<usize>)]) {
+    /// A repeated scope makes the later rule dead; a repeated name makes messages ambiguous.
+    fn duplicates(&mut self, rules: &[(Rule, Option<usize>, Option<usize>)]) {
         let mut scopes: BTreeMap<&str, (RuleId, Option<usize>)> = BTreeMap::new();
         let mut names: BTreeMap<&str, (RuleId, Option<usize>)> = BTreeMap::new();
-        for (r, line) in rules {
+        for (r, scope_line, name_line) in rules {
             if let Some(s) = &r.scope {
                 if let Some((first, fl)) = scopes.get(s.as_str()) {
                     let reason = format!(
@@ -142,9 +144,9 @@ impl Builder<'_> {
                     );
                     let field = format!("{}.scope", r.id);
                     self.ctx
-                        .push(*line, &field, PolicyErrorKind::Conflict { reason });
+                        .push(*scope_line, &field, PolicyErrorKind::Conflict { reason });
                 } else {
-                    scopes.insert(s.as_str(), (r.id, *line));
+                    scopes.insert(s.as_str(), (r.id, *scope_line));
                 }
             }
             if let Some((first, fl)) = names.get(r.name.as_str()) {
@@ -155,9 +157,9 @@ impl Builder<'_> {
                 );
                 let field = format!("{}.name", r.id);
                 self.ctx
-                    .push(*line, &field, PolicyErrorKind::Conflict { reason });
+                    .push(*name_line, &field, PolicyErrorKind::Conflict { reason });
             } else {
-                names.insert(r.name.as_str(), (r.id, *line));
+                names.insert(r.name.as_str(), (r.id, *name_line));
             }
         }
     }
