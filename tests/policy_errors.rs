@@ -92,6 +92,10 @@ fn bad_scopes_are_reported() {
     assert_eq!(e[0], "policy.toml:2: rules[0].scope: expected `*` or `**` only as a whole segment (segment \"team-*\"), found \"r.io/team-*\"");
     assert_eq!(e[1], "policy.toml:5: rules[1].scope: expected `<registry>/<repository>` (at least two segments, or a `**`), found \"r.io\"");
     assert_eq!(e[2], "policy.toml:7: rules[2].scope: missing; expected a pattern such as \"registry.example.com/org/**\"");
+    assert_eq!(
+        one("[[rules]]\nname = \" \"\nscope = \"r.io/a\"\nrequire = \"allow\"\n"),
+        "policy.toml:2: rules[0].name: expected a non-empty name, found \" \""
+    );
 }
 
 #[test]

@@ -198,10 +198,15 @@ impl Builder<'_> {
                 }
             },
         };
-        let name = t
-            .get("name")
-            .and_then(|f| self.ctx.string(f))
-            .map(|s| s.value);
+        let name = t.get("name").and_then(|f| {
+            let s = self.ctx.string(f)?;
+            if s.value.trim().is_empty() {
+                self.ctx
+                    .invalid(f, "a non-empty name", format!("{:?}", s.value));
+                return None;
+            }
+            Some(s.value)
+        });
         let name = match (id, name, &scope) {
             (RuleId::Default, _, _) => "default".to_string(),
             (_, Some(n), _) => n,
