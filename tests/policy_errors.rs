@@ -65,6 +65,7 @@ fn unknown_keys_everywhere_are_errors() {
 fn syntax_error_names_the_line() {
     let e = one("[default]\nrequire = \"allow\"\nmode = enforce\n");
     assert!(e.starts_with("policy.toml:3: invalid TOML:"), "{e}");
+    assert!(!e.contains('\n'), "one line per error: {e}");
 }
 
 #[test]

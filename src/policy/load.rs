@@ -414,14 +414,15 @@ impl Builder<'_> {
         let mut out: Vec<String> = Vec::new();
         let mut ok = true;
         for r in list {
+            // Notary's delegation names: `^[-a-z0-9_/]+$`, under 256 characters, below `targets`.
             let valid = r.value == "targets"
-                || r.value.strip_prefix("targets/").is_some_and(|d| {
-                    d.len() < 256
-                        && !d.split('/').any(str::is_empty)
-                        && d.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || "-_/".contains(c)
-                        })
-                });
+                || r.value.len() < 256
+                    && r.value.strip_prefix("targets/").is_some_and(|d| {
+                        !d.split('/').any(str::is_empty)
+                            && d.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || "-_/".contains(c)
+                            })
+                    });
             let err = if !valid {
                 Some((
                     "\"targets\" or a delegation \"targets/<name>\" ([-a-z0-9_/])",
