@@ -1,4 +1,6 @@
 //! `decide`: scope matching, most-specific-wins, the default, each requirement; `explain`.
+use std::time::Duration;
+
 use trustgate::policy::{explain, DigestPulls, Mode, Policy, Requirement, RoleRequirement, RuleId};
 
 const HEAD: &str = "[trust_servers.local]\nurl = \"http://127.0.0.1:4443\"\n\n[default]\nrequire = \"reject\"\nmessage = \"nothing matched\"\n";
@@ -162,6 +164,12 @@ tofu = false
     );
     assert_eq!(d.mode(), Mode::Audit);
 
+    assert_eq!(
+        d.label(),
+        "rule \"r.io/allowed\" (rules[0], scope r.io/allowed)"
+    );
+    assert_eq!(p.decide("q.io", "x").label(), "the default rule");
+
     let d = p.decide("r.io", "blocked");
     assert!(
         matches!(d.requirement(), Requirement::Reject { message: Some(m) } if m == "use r.io/allowed instead")
@@ -222,6 +230,15 @@ fn several_trust_servers_are_selected_by_name() {
         panic!()
     };
     assert_eq!(s.trust_server().url().as_str(), "https://b.example.com/");
+    let settings = s
+        .trust_server()
+        .client_settings(Duration::from_secs(1), Duration::from_secs(2));
+    assert_eq!(settings.base_url.as_str(), "https://b.example.com/");
+    assert_eq!(
+        (settings.connect_timeout, settings.request_timeout),
+        (Duration::from_secs(1), Duration::from_secs(2))
+    );
+    assert!(settings.credentials.is_none() && settings.ca_file.is_none());
     assert_eq!(p.trust_servers().len(), 2);
 }
 

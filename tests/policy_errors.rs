@@ -65,6 +65,7 @@ fn unknown_keys_everywhere_are_errors() {
 fn syntax_error_names_the_line() {
     let e = one("[default]\nrequire = \"allow\"\nmode = enforce\n");
     assert!(e.starts_with("policy.toml:3: invalid TOML:"), "{e}");
+    assert!(!e.contains('\n'), "one line per error: {e}");
 }
 
 #[test]
@@ -92,6 +93,10 @@ fn bad_scopes_are_reported() {
     assert_eq!(e[0], "policy.toml:2: rules[0].scope: expected `*` or `**` only as a whole segment (segment \"team-*\"), found \"r.io/team-*\"");
     assert_eq!(e[1], "policy.toml:5: rules[1].scope: expected `<registry>/<repository>` (at least two segments, or a `**`), found \"r.io\"");
     assert_eq!(e[2], "policy.toml:7: rules[2].scope: missing; expected a pattern such as \"registry.example.com/org/**\"");
+    assert_eq!(
+        one("[[rules]]\nname = \" \"\nscope = \"r.io/a\"\nrequire = \"allow\"\n"),
+        "policy.toml:2: rules[0].name: expected a non-empty name, found \" \""
+    );
 }
 
 #[test]
@@ -102,8 +107,8 @@ fn duplicate_scopes_and_names_are_conflicts() {
     assert_eq!(
         e,
         vec![
-            "policy.toml:5: rules[1].scope: same scope \"r.io/x\" as rules[0] (line 1); only the first could ever apply",
-            "policy.toml:5: rules[1].name: rule name \"a\" is already used by rules[0] (line 1)",
+            "policy.toml:6: rules[1].name: rule name \"a\" is already used by rules[0] (line 2)",
+            "policy.toml:7: rules[1].scope: same scope \"r.io/x\" as rules[0] (line 3); only the first could ever apply",
         ]
     );
 }

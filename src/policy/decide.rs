@@ -42,6 +42,19 @@ impl Decision {
     pub fn digest_pulls(&self) -> DigestPulls {
         self.rule.digest_pulls()
     }
+    /// How messages and audit events name the rule, e.g.
+    /// `rule "org images" (rules[0], scope registry.example.com/org/**)` or `the default rule`.
+    pub fn label(&self) -> String {
+        match self.pattern() {
+            None => "the default rule".to_string(),
+            Some(p) => format!(
+                "rule {:?} ({}, scope {p})",
+                self.rule_name(),
+                self.rule_id()
+            ),
+        }
+    }
+
     /// Which patterns matched and why this rule won, in one line.
     pub fn why(&self) -> &str {
         &self.why

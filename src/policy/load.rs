@@ -110,12 +110,13 @@ impl Builder<'_> {
                 digest_pulls: DigestPulls::Allow,
             }),
         };
-        let mut rules = Vec::new();
+        let mut rules: Vec<(Rule, Option<usize>, Option<usize>)> = Vec::new();
         if let Some(f) = top.get("rules") {
             if let Some(tables) = self.ctx.tables(f, RULE_KEYS) {
                 for (i, t) in tables.iter().enumerate() {
                     if let Some(r) = self.rule(t, RuleId::Rule(i), &servers) {
-                        rules.push((r, t.line));
+                        let line_of = |k: &str| t.get(k).and_then(|f| f.line).or(t.line);
+                        rules.push((r, line_of("scope"), line_of("name")));
                     }
                 }
             }
@@ -123,16 +124,17 @@ impl Builder<'_> {
         self.duplicates(&rules);
         Some(Policy {
             origin: origin.to_string(),
-            rules: rules.into_iter().map(|(r, _)| Arc::new(r)).collect(),
+            rules: rules.into_iter().map(|(r, _, _)| Arc::new(r)).collect(),
             default: Arc::new(default?),
             servers: servers.into_values().collect(),
         })
     }
 
-    fn duplicates(&mut self, rules: &[(Rule, Option<usize>)]) {
+    /// A repeated scope makes the later rule dead; a repeated name makes messages ambiguous.
+    fn duplicates(&mut self, rules: &[(Rule, Option<usize>, Option<usize>)]) {
         let mut scopes: BTreeMap<&str, (RuleId, Option<usize>)> = BTreeMap::new();
         let mut names: BTreeMap<&str, (RuleId, Option<usize>)> = BTreeMap::new();
-        for (r, line) in rules {
+        for (r, scope_line, name_line) in rules {
             if let Some(s) = &r.scope {
                 if let Some((first, fl)) = scopes.get(s.as_str()) {
                     let reason = format!(
@@ -142,9 +144,9 @@ impl Builder<'_> {
                     );
                     let field = format!("{}.scope", r.id);
                     self.ctx
-                        .push(*line, &field, PolicyErrorKind::Conflict { reason });
+                        .push(*scope_line, &field, PolicyErrorKind::Conflict { reason });
                 } else {
-                    scopes.insert(s.as_str(), (r.id, *line));
+                    scopes.insert(s.as_str(), (r.id, *scope_line));
                 }
             }
             if let Some((first, fl)) = names.get(r.name.as_str()) {
@@ -155,9 +157,9 @@ impl Builder<'_> {
                 );
                 let field = format!("{}.name", r.id);
                 self.ctx
-                    .push(*line, &field, PolicyErrorKind::Conflict { reason });
+                    .push(*name_line, &field, PolicyErrorKind::Conflict { reason });
             } else {
-                names.insert(r.name.as_str(), (r.id, *line));
+                names.insert(r.name.as_str(), (r.id, *name_line));
             }
         }
     }
@@ -196,10 +198,15 @@ impl Builder<'_> {
                 }
             },
         };
-        let name = t
-            .get("name")
-            .and_then(|f| self.ctx.string(f))
-            .map(|s| s.value);
+        let name = t.get("name").and_then(|f| {
+            let s = self.ctx.string(f)?;
+            if s.value.trim().is_empty() {
+                self.ctx
+                    .invalid(f, "a non-empty name", format!("{:?}", s.value));
+                return None;
+            }
+            Some(s.value)
+        });
         let name = match (id, name, &scope) {
             (RuleId::Default, _, _) => "default".to_string(),
             (_, Some(n), _) => n,
@@ -407,14 +414,15 @@ impl Builder<'_> {
         let mut out: Vec<String> = Vec::new();
         let mut ok = true;
         for r in list {
+            // Notary's delegation names: `^[-a-z0-9_/]+$`, under 256 characters, below `targets`.
             let valid = r.value == "targets"
-                || r.value.strip_prefix("targets/").is_some_and(|d| {
-                    d.len() < 256
-                        && !d.split('/').any(str::is_empty)
-                        && d.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || "-_/".contains(c)
-                        })
-                });
+                || r.value.len() < 256
+                    && r.value.strip_prefix("targets/").is_some_and(|d| {
+                        !d.split('/').any(str::is_empty)
+                            && d.chars().all(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || "-_/".contains(c)
+                            })
+                    });
             let err = if !valid {
                 Some((
                     "\"targets\" or a delegation \"targets/<name>\" ([-a-z0-9_/])",

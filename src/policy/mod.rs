@@ -34,7 +34,7 @@ pub use model::{
     DigestPulls, GunTemplate, Mode, Pin, PinnedCert, Requirement, RoleRequirement, Rule, RuleId,
     SignedRequirement, TrustPinning, TrustServer,
 };
-pub use reload::{PolicyHandle, ReloadOutcome};
+pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 pub use verdict::{
     judge_digest, judge_tag, signed_requirement, Permit, Refusal, TagVerdict, TrustOutcome,
 };

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::upstream::Credentials;
+use crate::upstream::{ClientSettings, Credentials};
 
 use super::matcher::ScopePattern;
 
@@ -194,6 +194,23 @@ impl TrustServer {
     }
     pub fn credentials(&self) -> Option<&Credentials> {
         self.credentials.as_ref()
+    }
+
+    /// Settings for an `UpstreamClient` that talks to this server.
+    pub fn client_settings(
+        &self,
+        connect_timeout: std::time::Duration,
+        request_timeout: std::time::Duration,
+    ) -> ClientSettings {
+        ClientSettings {
+            name: format!("trust server {} ({})", self.name, self.url),
+            base_url: self.url.clone(),
+            ca_file: self.ca_file.clone(),
+            credentials: self.credentials.clone(),
+            connect_timeout,
+            request_timeout,
+            allowed_realms: Vec::new(),
+        }
     }
 }
 

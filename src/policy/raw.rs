@@ -73,7 +73,13 @@ impl Ctx {
             Ok(doc) => Some(doc),
             Err(e) => {
                 let line = self.line_of(e.span());
-                let message = e.message().trim().to_string();
+                let message = e
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 self.push(line, "", PolicyErrorKind::Syntax { message });
                 None
             }

@@ -16,6 +16,9 @@ use sha2::{Digest as _, Sha256};
 use super::error::{PolicyError, PolicyErrorKind, PolicyErrors};
 use super::Policy;
 
+/// How often the watcher compares the file's content with the policy in force.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The result of one reload attempt.
 #[derive(Debug, Clone)]
 pub enum ReloadOutcome {
@@ -41,6 +44,8 @@ pub struct PolicyHandle {
     current: RwLock<Arc<Policy>>,
     generation: AtomicU64,
     seen: Mutex<Option<Seen>>,
+    /// Serialises reloads so that two racing loads cannot install an older file last.
+    reloading: Mutex<()>,
 }
 
 impl PolicyHandle {
@@ -54,6 +59,7 @@ impl PolicyHandle {
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(1),
             seen: Mutex::new(Some(seen)),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -64,6 +70,7 @@ impl PolicyHandle {
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(1),
             seen: Mutex::new(None),
+            reloading: Mutex::new(()),
         }
     }
 
@@ -90,6 +97,7 @@ impl PolicyHandle {
         let Some(path) = &self.path else {
             return ReloadOutcome::NoFile;
         };
+        let _turn = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let (result, seen) = read_and_load(path);
         self.set_seen(seen);
         self.install(path, result)
