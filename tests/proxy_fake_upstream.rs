@@ -401,3 +401,113 @@ async fn shutdown_lets_an_in_flight_pull_finish() {
     // And no new connections are accepted.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Sends `path` exactly as written (HTTP clients would normalise `%2e%2e` away) and returns
+/// the status code.
+async fn raw_get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_paths_never_reach_the_upstream() {
+    let up = FakeUpstream::start(|_| async { response(200, &[], full("{}")) }).await;
+    let proxy = proxy_for(&up, "", "").await;
+    let d = sha256(b"x");
+    for path in [
+        "/v2/a/%2e%2e/b/manifests/v1".to_string(),
+        "/v2/a/../b/manifests/v1".to_string(),
+        "/v2/a/./b/manifests/v1".to_string(),
+        "/v2/a%2Fb/manifests/v1".to_string(),
+        "/v2/a//b/manifests/v1".to_string(),
+        "/v2/A/manifests/v1".to_string(),
+        "/v2/a/manifests/v1%00".to_string(),
+        format!("/v2/a/blobs/{}", d.to_uppercase()),
+        "/v2/a/blobs/sha512:abcd".to_string(),
+        "/v2/a/tags/list?last=..%2F..".to_string(),
+    ] {
+        let status = raw_get_status(proxy.addr, &path).await;
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    assert!(up.seen().is_empty(), "reached upstream: {:?}", up.seen());
+    // Control: a valid path does reach it.
+    assert_eq!(raw_get_status(proxy.addr, "/v2/a/tags/list").await, 200);
+    assert_eq!(up.seen().len(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_redirects_are_followed_and_still_verified() {
+    let real = det_bytes(12, 200_000);
+    let digest = sha256(&real);
+    let r2 = real.clone();
+    let storage = FakeUpstream::start(move |_| {
+        let b = r2.clone();
+        async move { response(200, &[], full(b)) }
+    })
+    .await;
+    let target = format!("{}/objects/blob", storage.url);
+    let up = FakeUpstream::start(move |_| {
+        let t = target.clone();
+        async move { response(307, &[("location", &t)], full("")) }
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "").await;
+    let r = reqwest::get(format!("{}/v2/x/blobs/{digest}", proxy.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (got, clean) = drain(r).await;
+    assert!(clean && got == real);
+    assert_eq!(storage.seen().len(), 1);
+    assert!(!storage.seen()[0].headers.contains_key("authorization"));
+    // A redirect to bytes that do not match is cut like any other wrong blob.
+    let wrong = sha256(b"not it");
+    let r = reqwest::get(format!("{}/v2/x/blobs/{wrong}", proxy.url))
+        .await
+        .unwrap();
+    let (_, clean) = drain(r).await;
+    assert!(!clean);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cap_queues_clients_and_header_timeout_frees_slots() {
+    let up = FakeUpstream::start(|_| async { response(200, &[], full("{}")) }).await;
+    let proxy = proxy_for(
+        &up,
+        "",
+        "[limits]\nmax_connections = 1\nheader_read_timeout = \"1s\"\n",
+    )
+    .await;
+    // A client that connects and sends nothing holds the only slot...
+    let mut idle = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let url = format!("{}/v2/", proxy.url);
+    let second = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    // ...until the header read timeout closes it; only then is the next client served.
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(20), idle.read(&mut buf))
+        .await
+        .expect("idle connection was never closed")
+        .unwrap_or(0);
+    let _ = n; // hyper may send a 408 before closing; either way the slot is freed.
+    assert_eq!(second.await.unwrap().unwrap(), 200);
+    assert!(
+        start.elapsed() >= Duration::from_millis(700),
+        "second client was served while the cap was reached ({:?})",
+        start.elapsed()
+    );
+    proxy.shutdown().await;
+}

@@ -67,6 +67,9 @@ impl AppState {
     }
 }
 
+/// The proxy as shared by every connection.
+pub type Proxy = Arc<AppState>;
+
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
     pub id: String,
@@ -312,6 +315,12 @@ pub async fn upstream_failure(
             .ok()
             .and_then(|b| OciCode::from_error_body(&b))
     };
+    // HEAD answers carry no body; keep the meaning of a 404 from what was asked for.
+    let code = code.or(match (&ctx.route.endpoint, status) {
+        (Endpoint::Manifest { .. }, StatusCode::NOT_FOUND) => Some(OciCode::ManifestUnknown),
+        (Endpoint::Blob { .. }, StatusCode::NOT_FOUND) => Some(OciCode::BlobUnknown),
+        _ => None,
+    });
     RegistryError::UpstreamStatus {
         upstream,
         repo,

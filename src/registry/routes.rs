@@ -418,4 +418,43 @@ mod tests {
             matches!(r.endpoint, Endpoint::Referrers { artifact_type: Some(ref t), .. } if t == "application/x")
         );
     }
+
+    /// Random paths never panic, and whatever is accepted has only grammar-valid parts.
+    #[test]
+    fn random_paths_never_panic_and_accepted_ones_are_valid() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "abcAZ09/._-:%2e@?=&ns".chars().collect();
+        let pieces = [
+            "/v2/",
+            "manifests/",
+            "blobs/",
+            "tags/list",
+            "referrers/",
+            "uploads/",
+            D,
+            "..",
+            "docker.io/",
+        ];
+        for _ in 0..20_000 {
+            let mut p = String::from("/v2/");
+            for _ in 0..rng.gen_range(0..8) {
+                if rng.gen_bool(0.3) {
+                    p.push_str(pieces[rng.gen_range(0..pieces.len())]);
+                } else {
+                    p.push(alphabet[rng.gen_range(0..alphabet.len())]);
+                }
+            }
+            let (path, query) = match p.split_once('?') {
+                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                None => (p.clone(), None),
+            };
+            if let Ok(r) = table().route(&Method::GET, &path, query.as_deref()) {
+                if let Some(repo) = r.endpoint.repo() {
+                    assert!(RepoName::parse(repo.as_str()).is_ok(), "{p}");
+                    assert!(!repo.as_str().contains(".."), "{p}");
+                }
+            }
+        }
+    }
 }

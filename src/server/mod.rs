@@ -21,8 +21,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+mod idle;
+
 use crate::config::TlsFiles;
 use crate::proxy::{self, AppState};
+use idle::IdleIo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -111,6 +114,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
         let st = state.clone();
         let svc = service_fn(move |req| {
             let st = st.clone();
