@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use trustgate::config::{Config, LogFormat};
+use trustgate::policy::{Policy, PolicyHandle, DEFAULT_WATCH_INTERVAL};
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +27,14 @@ enum Command {
     Serve {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Overrides the configuration's `state_dir` (persisted trust state).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
+    /// Look up tags in a repository's trust data, verified as the proxy verifies it.
+    Trust(trustgate::trust::cli::TrustArgs),
+    /// Check policy files and explain decisions.
+    Policy(trustgate::policy::cli::PolicyArgs),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -54,7 +63,39 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Serve { config } => {
+        Command::Policy(args) => match trustgate::policy::cli::run(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                if !e.ends_with('\n') {
+                    eprintln!();
+                }
+                ExitCode::from(2)
+            }
+        },
+        Command::Trust(args) => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(trustgate::trust::cli::run(&args)) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+        Command::Serve { config, state_dir } => {
             let cfg = match config {
                 Some(path) => match Config::load(&path) {
                     Ok(c) => c,
@@ -65,6 +106,10 @@ fn main() -> ExitCode {
                 },
                 None => Config::embedded_default(),
             };
+            let mut cfg = cfg;
+            if let Some(dir) = state_dir {
+                cfg.state_dir = dir;
+            }
             init_tracing(cfg.log_format);
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -97,8 +142,19 @@ fn init_tracing(format: LogFormat) {
 
 async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let addrs = cfg.listen.clone();
-    let state = trustgate::proxy::AppState::new(cfg)?;
+    let policy = Arc::new(match &cfg.policy {
+        Some(path) => PolicyHandle::load(path.clone())?,
+        None => PolicyHandle::fixed(Policy::embedded_default()),
+    });
+    tracing::info!(policy = policy.current().origin(), "policy loaded");
+    let state = trustgate::proxy::AppState::with_policy(cfg, policy.clone())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if policy.path().is_some() {
+        let mut rx = rx.clone();
+        policy.spawn_watcher(DEFAULT_WATCH_INTERVAL, async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })?;
+    }
     let mut tasks = Vec::new();
     for addr in addrs {
         let listener = TcpListener::bind(addr)

@@ -131,7 +131,12 @@ impl Enforcer {
         let roles = req.roles().clone();
         let tag_owned = tag.to_string();
         let resolver = move || {
-            let (client, gun, tag, roles) = (client.clone(), gun.clone(), tag_owned.clone(), roles.clone());
+            let (client, gun, tag, roles) = (
+                client.clone(),
+                gun.clone(),
+                tag_owned.clone(),
+                roles.clone(),
+            );
             async move { resolve_roles(&client, &gun, &tag, &roles).await }
         };
         let cached_before = self.tags.get(&key).await.is_some();
@@ -153,13 +158,18 @@ async fn resolve_roles(
     roles: &RoleRequirement,
 ) -> Result<VerifiedTarget, ResolveError> {
     match roles {
-        RoleRequirement::FirstOf(roles) => client.resolve(gun, tag, roles).await.map_err(ResolveError::Trust),
+        RoleRequirement::FirstOf(roles) => client
+            .resolve(gun, tag, roles)
+            .await
+            .map_err(ResolveError::Trust),
         RoleRequirement::AllOf(roles) => {
             let repo = client.repo(gun).await.map_err(ResolveError::Trust)?;
             let now: OffsetDateTime = client.now();
             let mut first: Option<VerifiedTarget> = None;
             for role in roles {
-                let t = repo.lookup_in_role(tag, role, now).map_err(ResolveError::Trust)?;
+                let t = repo
+                    .lookup_in_role(tag, role, now)
+                    .map_err(ResolveError::Trust)?;
                 match &first {
                     None => first = Some(t),
                     Some(f) if f.digest() == t.digest() && f.length() == t.length() => {}
@@ -221,7 +231,8 @@ mod tests {
 
     #[test]
     fn referenced_digests_of_index_and_manifest() {
-        let index = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:aa"},{"digest":"sha256:bb"}]}"#;
+        let index =
+            br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:aa"},{"digest":"sha256:bb"}]}"#;
         assert_eq!(referenced_digests(index), vec!["sha256:aa", "sha256:bb"]);
         let manifest = br#"{"schemaVersion":2,"config":{"digest":"sha256:cc"},"layers":[{"digest":"sha256:dd"}]}"#;
         let mut got = referenced_digests(manifest);

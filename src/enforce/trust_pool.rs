@@ -56,7 +56,8 @@ impl TrustPool {
             state_dir: Some(self.state_dir.join("trust").join(&key)),
             ..TrustSettings::default()
         };
-        let client = Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
+        let client =
+            Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -72,7 +73,10 @@ fn convert_pinning(p: &PolicyPinning) -> TrustPinning {
     for (gun, certs) in p.root_certs() {
         out.certs.insert(
             gun.clone(),
-            certs.iter().map(|c| CertPin::CertDer(c.der().to_vec())).collect(),
+            certs
+                .iter()
+                .map(|c| CertPin::CertDer(c.der().to_vec()))
+                .collect(),
         );
     }
     if let Some(ca) = p.ca() {

@@ -60,7 +60,9 @@ pub enum TrustOutcome {
     Verified(VerifiedTarget),
     Failed(TrustError),
     /// `require_all`: the roles signed different content for the tag.
-    RolesDisagree { detail: String },
+    RolesDisagree {
+        detail: String,
+    },
 }
 
 /// The trust question a `signed` rule asks, if any.
@@ -81,7 +83,9 @@ pub fn judge_tag(decision: &Decision, tag: &str, trust: Option<TrustOutcome>) ->
         reason,
     };
     let refusal = match (decision.requirement(), trust) {
-        (Requirement::Allow, _) => return TagVerdict::Passthrough(permit(None, DecisionReason::Ok)),
+        (Requirement::Allow, _) => {
+            return TagVerdict::Passthrough(permit(None, DecisionReason::Ok))
+        }
         (Requirement::Reject { message }, _) => Refusal {
             rule: rule.clone(),
             reason: DecisionReason::PolicyReject,
@@ -115,7 +119,11 @@ pub fn judge_tag(decision: &Decision, tag: &str, trust: Option<TrustOutcome>) ->
 
 /// Verdict for a pull by digest (manifest or blob). `reached_through_signed_tag` says whether
 /// the digest is, or is referenced by, a manifest served through a verified tag.
-pub fn judge_digest(decision: &Decision, digest: &str, reached_through_signed_tag: bool) -> TagVerdict {
+pub fn judge_digest(
+    decision: &Decision,
+    digest: &str,
+    reached_through_signed_tag: bool,
+) -> TagVerdict {
     let rule = decision.rule_name().to_string();
     let ok = Permit {
         rule: rule.clone(),

@@ -18,6 +18,7 @@ use super::body::{self, BodyError};
 use super::{
     copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER,
 };
+use crate::policy::Permit;
 use crate::registry::{Digest, RegistryError, RepoName};
 use crate::upstream::body_stream_with_idle_timeout;
 
@@ -28,6 +29,7 @@ pub async fn serve_blob(
     ctx: &RequestCtx,
     repo: &RepoName,
     digest: &Digest,
+    _permit: &Permit,
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let mut headers = HeaderMap::new();
     for name in [RANGE, IF_RANGE] {

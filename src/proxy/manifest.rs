@@ -10,6 +10,7 @@ use super::{
     body, read_limited, send_upstream, upstream_failure, AppState, ProxyBody, ReadError,
     RequestCtx, DIGEST_HEADER,
 };
+use crate::policy::Permit;
 use crate::registry::media::DEFAULT_MANIFEST_ACCEPT;
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
@@ -149,6 +150,7 @@ pub async fn serve_tag_manifest(
     ctx: &RequestCtx,
     repo: &RepoName,
     tag: &Tag,
+    _permit: &Permit,
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let (bytes, media_type, claimed) = fetch(state, ctx, repo, tag.as_str()).await?;
     let actual = Digest::sha256_of(&bytes);

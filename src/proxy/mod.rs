@@ -12,9 +12,12 @@
 
 pub mod blob;
 pub mod body;
+pub mod enforced;
 pub mod listing;
 pub mod manifest;
+mod ops;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +26,11 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
+use crate::cache::{ManifestCache, TagCacheSettings};
 use crate::config::Config;
+use crate::enforce::Enforcer;
+use crate::metrics::Metrics;
+use crate::policy::{Policy, PolicyErrors, PolicyHandle};
 use crate::registry::errors::OciCode;
 use crate::registry::routes::{Endpoint, Route, RouteTable, RoutedBy};
 use crate::registry::{Reference, RegistryError, RepoName};
@@ -43,12 +50,31 @@ pub struct AppState {
     /// One client per configured upstream, in `config.upstreams` order (the route table's
     /// indices point here).
     pub upstreams: Vec<UpstreamClient>,
+    /// Policy + trust: every manifest and blob request is judged here.
+    pub enforcer: Enforcer,
+    /// Verified manifests by `registry/repository@digest`.
+    pub manifests: ManifestCache,
+    pub metrics: Arc<Metrics>,
     next_id: AtomicU64,
 }
 
 impl AppState {
-    /// Builds the upstream clients for `config`.
-    pub fn new(config: Config) -> Result<Arc<AppState>, UpstreamError> {
+    /// Builds the upstream clients for `config`, enforcing the policy `config` names (or the
+    /// embedded default policy). A policy that does not load is an error: never a silent allow.
+    pub fn new(config: Config) -> Result<Arc<AppState>, StartError> {
+        let policy = match &config.policy {
+            Some(path) => PolicyHandle::load(path.clone())?,
+            None => PolicyHandle::fixed(Policy::embedded_default()),
+        };
+        Ok(AppState::with_policy(config, Arc::new(policy))?)
+    }
+
+    /// As [`AppState::new`], with the policy handle supplied (tests; `serve` shares the
+    /// handle with its reload watcher).
+    pub fn with_policy(
+        config: Config,
+        policy: Arc<PolicyHandle>,
+    ) -> Result<Arc<AppState>, UpstreamError> {
         let upstreams = config
             .upstreams
             .iter()
@@ -58,10 +84,20 @@ impl AppState {
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
             config.default_upstream,
         );
+        let metrics = Arc::new(Metrics::new());
+        let enforcer = Enforcer::new(
+            policy,
+            config.state_dir.clone(),
+            TagCacheSettings::default(),
+            metrics.clone(),
+        );
         Ok(Arc::new(AppState {
             config,
             routes,
             upstreams,
+            enforcer,
+            manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
+            metrics,
             next_id: AtomicU64::new(1),
         }))
     }
@@ -70,9 +106,23 @@ impl AppState {
 /// The proxy as shared by every connection.
 pub type Proxy = Arc<AppState>;
 
+/// Why the proxy state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Policy(#[from] PolicyErrors),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Bytes of verified manifests kept in memory.
+const MANIFEST_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
     pub id: String,
+    /// The TCP peer (forwarding headers are not trusted).
+    pub peer: Option<SocketAddr>,
     pub method: Method,
     pub route: Route,
     /// The client's request headers (`Accept`, `Range`).
@@ -98,7 +148,11 @@ impl RequestCtx {
 }
 
 /// Handles one client request; never fails (errors become OCI error responses).
-pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<LoggedBody> {
+pub async fn handle<B>(
+    state: Arc<AppState>,
+    req: Request<B>,
+    peer: Option<SocketAddr>,
+) -> Response<LoggedBody> {
     let start = Instant::now();
     let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
     let method = req.method().clone();
@@ -109,34 +163,40 @@ pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Logged
         None => path.clone(),
     };
     let mut upstream = "-".to_string();
-    let resp = match state.routes.route(&method, &path, query.as_deref()) {
-        Err(e) => error_response(&e, method == Method::HEAD),
-        Ok(route) => {
-            if let Some(u) = &route.upstream_name {
-                upstream = u.clone();
-            }
-            let ns = (route.routed_by == RoutedBy::Namespace)
-                .then(|| route.upstream_name.clone())
-                .flatten();
-            let ctx = RequestCtx {
-                id: id.clone(),
-                method: method.clone(),
-                route,
-                headers: req.headers().clone(),
-            };
-            let mut resp = match dispatch(&state, &ctx).await {
-                Ok(r) => r,
-                Err(e) => {
-                    log_error(&ctx, &e);
-                    error_response(&e, ctx.head())
+    let resp = if let Some(r) = ops::serve(&state, &method, &path) {
+        r
+    } else {
+        match state.routes.route(&method, &path, query.as_deref()) {
+            Err(e) => error_response(&e, method == Method::HEAD),
+            Ok(route) => {
+                if let Some(u) = &route.upstream_name {
+                    upstream = u.clone();
                 }
-            };
-            if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
-                resp.headers_mut().insert("oci-namespace", ns);
+                let ns = (route.routed_by == RoutedBy::Namespace)
+                    .then(|| route.upstream_name.clone())
+                    .flatten();
+                let ctx = RequestCtx {
+                    id: id.clone(),
+                    peer,
+                    method: method.clone(),
+                    route,
+                    headers: req.headers().clone(),
+                };
+                let mut resp = match dispatch(&state, &ctx).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log_error(&ctx, &e);
+                        error_response(&e, ctx.head())
+                    }
+                };
+                if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                    resp.headers_mut().insert("oci-namespace", ns);
+                }
+                resp
             }
-            resp
         }
     };
+    state.metrics.record_request(resp.status().as_u16());
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(
         HeaderName::from_static(API_VERSION_HEADER),
@@ -165,12 +225,12 @@ async fn dispatch(
         Endpoint::Manifest {
             repo,
             reference: Reference::Tag(tag),
-        } => manifest::serve_tag_manifest(state, ctx, repo, tag).await,
+        } => enforced::serve_tag(state, ctx, repo, tag).await,
         Endpoint::Manifest {
             repo,
             reference: Reference::Digest(d),
-        } => manifest::serve_manifest_by_digest(state, ctx, repo, d, None).await,
-        Endpoint::Blob { repo, digest } => blob::serve_blob(state, ctx, repo, digest).await,
+        } => enforced::serve_manifest_digest(state, ctx, repo, d).await,
+        Endpoint::Blob { repo, digest } => enforced::serve_blob(state, ctx, repo, digest).await,
         Endpoint::TagsList { repo, n, last } => {
             listing::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
         }

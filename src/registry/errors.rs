@@ -188,6 +188,12 @@ pub enum RegistryError {
     },
     #[error("trust data does not vouch for {image}: {reason}")]
     TrustRefused { image: String, reason: String },
+    #[error("cannot verify {image} (policy rule {rule}): {reason}; retry when the trust server is reachable")]
+    TrustUnavailable {
+        image: String,
+        rule: String,
+        reason: String,
+    },
 
     // ---- Internal ----
     #[error("internal error")]
@@ -286,6 +292,15 @@ impl RegistryError {
             RegistryError::TrustRefused { .. } => {
                 (StatusCode::FORBIDDEN, OciCode::Denied, Trust, msg)
             }
+            // Trust could not be *established* (the server could not be asked): fail closed,
+            // but say it is transient, so clients and operators retry rather than conclude
+            // that the image is unsigned.
+            RegistryError::TrustUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                OciCode::Unavailable,
+                Trust,
+                msg,
+            ),
             // `context` goes to the log only; the client learns nothing internal.
             RegistryError::Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,

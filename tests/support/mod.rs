@@ -5,9 +5,9 @@
 //! names the install step, never a skip.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod fake_upstream;
 pub mod notary;
-pub mod clients;
 pub mod pki;
 pub mod proc;
 pub mod registry;

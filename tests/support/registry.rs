@@ -336,8 +336,35 @@ impl TestProxy {
         TestProxy::start_config(cfg).await
     }
 
+    /// Starts the proxy. A config that names no policy file gets an allow-all policy here:
+    /// the protocol tests are about the registry API, and the enforcement tests pass their
+    /// own policy (see [`TestProxy::start_with_policy`]).
     pub async fn start_config(cfg: trustgate::config::Config) -> TestProxy {
-        let state = trustgate::proxy::AppState::new(cfg).expect("build proxy state");
+        let state = if cfg.policy.is_some() {
+            trustgate::proxy::AppState::new(cfg).expect("build proxy state")
+        } else {
+            let allow = trustgate::policy::Policy::from_str(
+                "version = 1\n[default]\nrequire = \"allow\"\n",
+                "allow-all test policy",
+            )
+            .expect("allow-all policy");
+            let handle = std::sync::Arc::new(trustgate::policy::PolicyHandle::fixed(allow));
+            trustgate::proxy::AppState::with_policy(cfg, handle).expect("build proxy state")
+        };
+        TestProxy::start_state(state).await
+    }
+
+    /// Starts the proxy with `cfg` and the policy in `policy` (a handle the test may reload).
+    pub async fn start_with_policy(
+        cfg: trustgate::config::Config,
+        policy: std::sync::Arc<trustgate::policy::PolicyHandle>,
+    ) -> TestProxy {
+        let state =
+            trustgate::proxy::AppState::with_policy(cfg, policy).expect("build proxy state");
+        TestProxy::start_state(state).await
+    }
+
+    pub async fn start_state(state: std::sync::Arc<trustgate::proxy::AppState>) -> TestProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,333 @@
+//! The enforced paths: every manifest and blob request passes the policy here before any
+//! content is served. A tag that a `signed` rule governs is served only as the digest its
+//! publisher signed ([`manifest::fetch_manifest_by_digest`] checks the bytes against that
+//! digest and length); every decision leaves one audit event.
+
+use http::header::HeaderValue;
+use http::Response;
+
+use super::manifest::{self, FetchedManifest};
+use super::{blob, AppState, ProxyBody, RequestCtx};
+use crate::audit::{self, AuditEvent};
+use crate::cache::CachedManifest;
+use crate::metrics::{DecisionReason, Outcome};
+use crate::policy::{Decision, Permit, Refusal, TagVerdict};
+use crate::registry::{Digest, RegistryError, RepoName, Tag};
+
+/// `GET/HEAD /v2/<repo>/manifests/<tag>`.
+pub async fn serve_tag(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    tag: &Tag,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let registry = ctx.upstream_name().to_string();
+    let image = format!("{registry}/{repo}");
+    let (decision, verdict) = state
+        .enforcer
+        .tag(&registry, repo.as_str(), tag.as_str())
+        .await;
+    match verdict {
+        TagVerdict::Refuse(r) => {
+            event(
+                state,
+                ctx,
+                &image,
+                Some(tag.as_str()),
+                None,
+                &decision,
+                None,
+                Outcome::Deny,
+                &r,
+            );
+            Err(refusal_error(&image, Some(tag.as_str()), r))
+        }
+        TagVerdict::Passthrough(permit) => {
+            let resp = manifest::serve_tag_manifest(state, ctx, repo, tag, &permit).await?;
+            let digest = resp
+                .headers()
+                .get(super::DIGEST_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            allowed(
+                state,
+                ctx,
+                &image,
+                Some(tag.as_str()),
+                digest.as_deref(),
+                &decision,
+                &permit,
+                None,
+            );
+            Ok(with_warning(resp, &permit))
+        }
+        TagVerdict::Signed(permit, target) => {
+            let digest = Digest::parse(target.digest()).map_err(|_| RegistryError::Internal {
+                context: format!("trust returned a non-canonical digest {}", target.digest()),
+            })?;
+            let m = fetch_verified(state, ctx, repo, &digest, Some(target.length())).await;
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    if matches!(
+                        e,
+                        RegistryError::ManifestDigestMismatch { .. }
+                            | RegistryError::ManifestLengthMismatch { .. }
+                    ) {
+                        let r = Refusal {
+                            rule: permit.rule().to_string(),
+                            reason: DecisionReason::ContentMismatch,
+                            message: e.to_string(),
+                            unavailable: false,
+                        };
+                        event(
+                            state,
+                            ctx,
+                            &image,
+                            Some(tag.as_str()),
+                            Some(target.digest()),
+                            &decision,
+                            Some(target.role()),
+                            Outcome::Deny,
+                            &r,
+                        );
+                    }
+                    return Err(e);
+                }
+            };
+            state
+                .enforcer
+                .mark_reached(&registry, repo.as_str(), target.digest(), &m.bytes);
+            allowed(
+                state,
+                ctx,
+                &image,
+                Some(tag.as_str()),
+                Some(target.digest()),
+                &decision,
+                &permit,
+                Some(target.role()),
+            );
+            Ok(with_warning(
+                manifest::manifest_response(&m, ctx.head()),
+                &permit,
+            ))
+        }
+    }
+}
+
+/// `GET/HEAD /v2/<repo>/manifests/<digest>`.
+pub async fn serve_manifest_digest(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let registry = ctx.upstream_name().to_string();
+    let image = format!("{registry}/{repo}");
+    let d = digest.to_string();
+    let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d);
+    let permit = match verdict {
+        TagVerdict::Passthrough(p) => p,
+        TagVerdict::Signed(p, _) => p,
+        TagVerdict::Refuse(r) => {
+            event(
+                state,
+                ctx,
+                &image,
+                None,
+                Some(&d),
+                &decision,
+                None,
+                Outcome::Deny,
+                &r,
+            );
+            return Err(refusal_error(&image, None, r));
+        }
+    };
+    let m = fetch_verified(state, ctx, repo, digest, None).await?;
+    // A child of a signed index is itself vouched for: so is what it references.
+    if state.enforcer.was_reached(&registry, repo.as_str(), &d) {
+        state
+            .enforcer
+            .mark_reached(&registry, repo.as_str(), &d, &m.bytes);
+    }
+    allowed(state, ctx, &image, None, Some(&d), &decision, &permit, None);
+    Ok(with_warning(
+        manifest::manifest_response(&m, ctx.head()),
+        &permit,
+    ))
+}
+
+/// `GET/HEAD /v2/<repo>/blobs/<digest>`. Only refusals and audit violations are logged as
+/// decisions: a pull's many layer requests would otherwise drown the audit trail.
+pub async fn serve_blob(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let registry = ctx.upstream_name().to_string();
+    let image = format!("{registry}/{repo}");
+    let d = digest.to_string();
+    let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d);
+    let permit = match verdict {
+        TagVerdict::Passthrough(p) => p,
+        TagVerdict::Signed(p, _) => p,
+        TagVerdict::Refuse(r) => {
+            event(
+                state,
+                ctx,
+                &image,
+                None,
+                Some(&d),
+                &decision,
+                None,
+                Outcome::Deny,
+                &r,
+            );
+            return Err(refusal_error(&image, None, r));
+        }
+    };
+    if permit.warning().is_some() {
+        allowed(state, ctx, &image, None, Some(&d), &decision, &permit, None);
+    }
+    let resp = blob::serve_blob(state, ctx, repo, digest, &permit).await?;
+    Ok(with_warning(resp, &permit))
+}
+
+/// The manifest `repo@digest`, from the verified-manifest cache when held (content-addressed:
+/// it cannot be stale), else fetched and checked by [`manifest::fetch_manifest_by_digest`] and
+/// then cached. The cache is also what keeps a mirror serving when the upstream is gone.
+async fn fetch_verified(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+    expected_len: Option<u64>,
+) -> Result<FetchedManifest, RegistryError> {
+    let key = format!("{}/{}@{}", ctx.upstream_name(), repo, digest);
+    if let Some(c) = state.manifests.get(&key).await {
+        if expected_len.is_none_or(|l| l == c.bytes.len() as u64) {
+            return Ok(FetchedManifest {
+                bytes: c.bytes,
+                digest: *digest,
+                media_type: HeaderValue::from_str(&c.media_type).ok(),
+            });
+        }
+    }
+    let m = manifest::fetch_manifest_by_digest(state, ctx, repo, digest, expected_len).await?;
+    let cached = CachedManifest {
+        media_type: m
+            .media_type
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        bytes: m.bytes.clone(),
+    };
+    if let Err(e) = state.manifests.insert(&key, cached).await {
+        tracing::error!(request_id = %ctx.id, error = %e, "manifest cache refused verified bytes");
+    }
+    Ok(m)
+}
+
+fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
+    let image = match tag {
+        Some(t) => format!("{image}:{t}"),
+        None => image.to_string(),
+    };
+    if r.unavailable {
+        RegistryError::TrustUnavailable {
+            image,
+            rule: r.rule,
+            reason: r.message,
+        }
+    } else {
+        RegistryError::PolicyDenied {
+            rule: r.rule,
+            image,
+            reason: r.message,
+        }
+    }
+}
+
+/// `Warning: 299 trustgate "<text>"` (RFC 9111 §5.5) when an audit-mode rule was violated.
+fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
+    if let Some(w) = permit.warning() {
+        let text: String = w
+            .chars()
+            .map(|c| {
+                if c == '"' || c == '\\' || c.is_control() {
+                    '\''
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("299 trustgate \"{text}\"")) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn allowed(
+    state: &AppState,
+    ctx: &RequestCtx,
+    image: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+    decision: &Decision,
+    permit: &Permit,
+    role: Option<&str>,
+) {
+    let (outcome, detail) = match permit.warning() {
+        Some(w) => (Outcome::AuditViolation, Some(w)),
+        None if role.is_some() => (Outcome::Rewrite, None),
+        None => (Outcome::Allow, None),
+    };
+    audit::record(
+        &state.metrics,
+        &AuditEvent {
+            client: ctx.peer,
+            image,
+            tag,
+            digest,
+            rule: decision.rule_name(),
+            role,
+            outcome,
+            reason: permit.reason(),
+            detail,
+        },
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn event(
+    state: &AppState,
+    ctx: &RequestCtx,
+    image: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+    decision: &Decision,
+    role: Option<&str>,
+    outcome: Outcome,
+    r: &Refusal,
+) {
+    audit::record(
+        &state.metrics,
+        &AuditEvent {
+            client: ctx.peer,
+            image,
+            tag,
+            digest,
+            rule: decision.rule_name(),
+            role,
+            outcome,
+            reason: r.reason,
+            detail: Some(&r.message),
+        },
+    );
+}
