@@ -11,6 +11,7 @@ pub mod notary;
 pub mod pki;
 pub mod proc;
 pub mod registry;
+pub mod stack;
 pub mod tokenissuer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
