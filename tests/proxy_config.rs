@@ -109,9 +109,16 @@ fn serve_runs_from_a_file_and_stops_on_sigterm() {
     let dir = support::tempdir();
     let port = support::free_port();
     let file = dir.path().join("t.toml");
+    // An allow-all policy: this test is about serving and the upstream error, not trust.
+    let policy = dir.path().join("allow.toml");
+    std::fs::write(&policy, "version = 1\n[default]\nrequire = \"allow\"\n").unwrap();
     std::fs::write(
         &file,
-        format!("listen = [\"127.0.0.1:{port}\"]\nlog_format = \"json\"\n[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n"),
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nlog_format = \"json\"\npolicy = {:?}\nstate_dir = {:?}\n[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n",
+            policy.display().to_string(),
+            dir.path().join("state").display().to_string()
+        ),
     )
     .unwrap();
     let mut cmd = Command::new(bin());
