@@ -61,7 +61,8 @@ async fn fifty_concurrent_pulls_of_an_uncached_tag_fetch_each_metadata_file_once
     let stack = Stack::start(Flavour::Local, "[default]\nrequire = \"allow\"\n").await;
     let pushed = stack.push("e2e/hot", "1.0", 70).await;
     block_in_place(|| stack.sign("e2e/hot", "1.0", &pushed.manifest, &[]));
-    let (fwd, counts) = counting_forwarder(stack.notary.url.clone(), stack.notary.ca_path.clone()).await;
+    let (fwd, counts) =
+        counting_forwarder(stack.notary.url.clone(), stack.notary.ca_path.clone()).await;
     stack.write_policy(&format!(
         "[trust_servers.counted]\nurl = {fwd:?}\n[default]\nrequire = \"signed\"\ntrust_server = \"counted\"\n"
     ));
@@ -78,7 +79,10 @@ async fn fifty_concurrent_pulls_of_an_uncached_tag_fetch_each_metadata_file_once
         tasks.push(tokio::spawn(async move {
             let r = http
                 .get(url)
-                .header("accept", "application/vnd.docker.distribution.manifest.v2+json")
+                .header(
+                    "accept",
+                    "application/vnd.docker.distribution.manifest.v2+json",
+                )
                 .send()
                 .await
                 .unwrap();

@@ -2,7 +2,6 @@
 //! real notary CLI, trustgate in between, and skopeo pulling through it.
 mod support;
 
-
 use support::clients::{skopeo_copy, Transport};
 use support::notary::{DelegationKeyKind, Flavour};
 use support::stack::{Stack, SIGNED_DEFAULT};
@@ -25,7 +24,11 @@ async fn signed_tag_is_served_as_its_signed_digest_and_unsigned_ones_are_refused
 
     let ok = pull(&stack, "e2e/app", ":1.0");
     ok.run.assert_success();
-    assert_eq!(ok.manifest.as_deref(), Some(&signed.manifest[..]), "byte-identical manifest");
+    assert_eq!(
+        ok.manifest.as_deref(),
+        Some(&signed.manifest[..]),
+        "byte-identical manifest"
+    );
     assert_eq!(ok.digest.as_deref(), Some(signed.digest.as_str()));
 
     let unsigned = pull(&stack, "e2e/app", ":dev");
@@ -111,12 +114,19 @@ async fn revoked_and_wrong_role_tags_are_refused_with_their_reason() {
 
     let revoked = pull(&stack, "e2e/roles", ":revoked");
     revoked.run.assert_failure();
-    assert!(revoked.run.output().contains("tag revoked is not signed"), "{}", revoked.run.output());
+    assert!(
+        revoked.run.output().contains("tag revoked is not signed"),
+        "{}",
+        revoked.run.output()
+    );
 
     let ci = pull(&stack, "e2e/roles", ":ci-only");
     ci.run.assert_failure();
     let out = ci.run.output();
-    assert!(out.contains("signed only by a role the policy does not accept"), "{out}");
+    assert!(
+        out.contains("signed only by a role the policy does not accept"),
+        "{out}"
+    );
     assert!(out.contains("targets/ci"), "{out}");
 
     let rel = pull(&stack, "e2e/roles", ":release");
@@ -132,7 +142,10 @@ trust_server = "test"
 roles = ["targets/releases", "targets/ci", "targets"]
 "#,
     );
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Replaced { .. }));
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Replaced { .. }
+    ));
     let ci = pull(&stack, "e2e/roles", ":ci-only");
     ci.run.assert_success();
     assert_eq!(ci.digest.as_deref(), Some(b.digest.as_str()));
@@ -157,10 +170,20 @@ trust_server = "test"
 digest_pulls = "signed-only"
 "#,
     );
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Replaced { .. }));
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Replaced { .. }
+    ));
     let refused = pull(&stack, "e2e/dig", &format!("@{}", unsigned.digest));
     refused.run.assert_failure();
-    assert!(refused.run.output().contains("not reached through a signed tag"), "{}", refused.run.output());
+    assert!(
+        refused
+            .run
+            .output()
+            .contains("not reached through a signed tag"),
+        "{}",
+        refused.run.output()
+    );
     let layer = &unsigned.blobs[1].digest;
     let r = stack
         .http()
@@ -168,7 +191,11 @@ digest_pulls = "signed-only"
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403, "a layer of unsigned content is refused too");
+    assert_eq!(
+        r.status(),
+        403,
+        "a layer of unsigned content is refused too"
+    );
 
     // Pulling the signed tag makes its digest, config and layers servable by digest.
     pull(&stack, "e2e/dig", ":1.0").run.assert_success();
@@ -216,15 +243,27 @@ require = "reject"
 
     let banned = pull(&stack, "e2e/banned", ":1");
     banned.run.assert_failure();
-    assert!(banned.run.output().contains("banned by the security team"), "{}", banned.run.output());
+    assert!(
+        banned.run.output().contains("banned by the security team"),
+        "{}",
+        banned.run.output()
+    );
 
     let other = pull(&stack, "e2e/other", ":1");
     other.run.assert_failure();
-    assert!(other.run.output().contains("policy rule e2e signed"), "{}", other.run.output());
+    assert!(
+        other.run.output().contains("policy rule e2e signed"),
+        "{}",
+        other.run.output()
+    );
 
     let outside = pull(&stack, "outside/thing", ":1");
     outside.run.assert_failure();
-    assert!(outside.run.output().contains("policy rule default"), "{}", outside.run.output());
+    assert!(
+        outside.run.output().contains("policy rule default"),
+        "{}",
+        outside.run.output()
+    );
 
     // Audit: unsigned, served anyway, with a Warning and an audit-violation count.
     let r = stack
@@ -236,7 +275,10 @@ require = "reject"
         .unwrap();
     assert_eq!(r.status(), 200);
     let warning = r.headers()["warning"].to_str().unwrap().to_string();
-    assert!(warning.starts_with("299 trustgate \"audit: policy rule rollout would refuse"), "{warning}");
+    assert!(
+        warning.starts_with("299 trustgate \"audit: policy rule rollout would refuse"),
+        "{warning}"
+    );
     assert_eq!(r.bytes().await.unwrap(), rollout.manifest);
     let m = stack.proxy.state.metrics.render();
     assert!(m.contains("outcome=\"audit_violation\""), "{m}");
@@ -248,12 +290,22 @@ async fn an_invalid_policy_reload_keeps_the_old_policy() {
     stack.push("e2e/reload", "1", 50).await;
     pull(&stack, "e2e/reload", ":1").run.assert_failure();
 
-    std::fs::write(&stack.policy_file, "version = 1\n[default]\nrequire = \"alow\"\n").unwrap();
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Rejected(_)));
+    std::fs::write(
+        &stack.policy_file,
+        "version = 1\n[default]\nrequire = \"alow\"\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Rejected(_)
+    ));
     pull(&stack, "e2e/reload", ":1").run.assert_failure();
 
     stack.write_policy("[default]\nrequire = \"allow\"\n");
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Replaced { .. }));
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Replaced { .. }
+    ));
     pull(&stack, "e2e/reload", ":1").run.assert_success();
 }
 
@@ -289,10 +341,14 @@ async fn trust_server_down_fails_closed_unless_verified_data_is_held() {
 
     // And after a restart (a new proxy on the same state directory): the persisted, still
     // valid trust data answers while the trust server is down.
-    let toml = support::registry::proxy_config(&[(support::clients::CLOSED_REGISTRY, &stack.registry.url)], "");
+    let toml = support::registry::proxy_config(
+        &[(support::clients::CLOSED_REGISTRY, &stack.registry.url)],
+        "",
+    );
     let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
     cfg.state_dir = stack.dir.path().join("state");
-    let restarted = support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    let restarted =
+        support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
     let image = format!("{}/e2e/down:1.0", restarted.addr);
     let again = block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp));
     again.run.assert_success();

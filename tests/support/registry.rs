@@ -107,7 +107,7 @@ impl Blob {
         }
     }
 
-    fn descriptor(&self) -> serde_json::Value {
+    pub fn descriptor(&self) -> serde_json::Value {
         serde_json::json!({"mediaType": self.media_type, "size": self.bytes.len(), "digest": self.digest})
     }
 }
