@@ -17,6 +17,7 @@
 //! [limits]
 //! manifest_max_bytes = 4194304
 //! max_connections = 1024
+//! max_header_bytes = 65536              # request line + headers, at least 8192
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
 //! idle_timeout = "90s"
 //! shutdown_grace = "30s"

@@ -45,6 +45,7 @@ struct RawTls {
 struct RawLimits {
     manifest_max_bytes: Option<u64>,
     max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     shutdown_grace: Option<String>,
@@ -235,9 +236,21 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => defaults.max_connections,
                 };
+                let max_header_bytes = match l.max_header_bytes {
+                    Some(n) if n < 8192 => {
+                        c.push(
+                            "limits.max_header_bytes",
+                            format!("at least 8192 bytes, found {n}"),
+                        );
+                        defaults.max_header_bytes
+                    }
+                    Some(n) => n,
+                    None => defaults.max_header_bytes,
+                };
                 Limits {
                     manifest_max_bytes,
                     max_connections,
+                    max_header_bytes,
                     header_read_timeout: c.duration(
                         "limits.header_read_timeout",
                         l.header_read_timeout.as_deref(),

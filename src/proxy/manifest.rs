@@ -185,12 +185,29 @@ pub fn manifest_response(m: &FetchedManifest, head: bool) -> Response<ProxyBody>
     };
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    if let Some(t) = &m.media_type {
-        h.insert(CONTENT_TYPE, t.clone());
+    match &m.media_type {
+        Some(t) => {
+            h.insert(CONTENT_TYPE, t.clone());
+        }
+        None => {
+            // An upstream that omits Content-Type: the manifest names its own type.
+            if let Some(v) = media_type_of(&m.bytes).and_then(|t| HeaderValue::from_str(&t).ok()) {
+                h.insert(CONTENT_TYPE, v);
+            }
+        }
     }
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&m.digest.to_string()) {
         h.insert(DIGEST_HEADER, v);
     }
     r
+}
+
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(bytes).ok()?.media_type
 }
