@@ -120,9 +120,10 @@ impl UpstreamClient {
     /// Sends `req` to `base_url + path_and_query`. A cached token for `req.scope` is attached
     /// up front. On a 401 with a Bearer challenge a token is fetched (for `req.scope` and, when
     /// it differs, the challenge's scope too: the upstream knows what it wants) and the request
-    /// retried once; on a 401 with a Basic challenge and
-    /// configured credentials it is retried once with Basic. Any other answer, a 401 after the
-    /// retry included, is returned as is for the caller to map.
+    /// retried once; on a 401 with a Basic challenge and configured credentials it is retried
+    /// once with Basic. Any other answer, a 401 after the retry included, is returned as is for
+    /// the caller to map. An `Authorization` header in `req.headers` is replaced whenever the
+    /// client attaches its own.
     ///
     /// The request timeout bounds the time until response headers (redirects included); the
     /// body is the caller's to read, e.g. with [`super::body::read_body_limited`] or
@@ -167,8 +168,10 @@ impl UpstreamClient {
         } else {
             return Ok(resp);
         };
-        // The 401's body is small and unread; dropping it lets the pool decide on reuse.
-        drop(resp);
+        // Reading the small 401 body to its end lets the connection go back to the pool; a
+        // large or slow one is simply dropped with its connection.
+        let drain = self.request_timeout.min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(drain, read_body_limited(resp, 64 << 10)).await;
         self.attempt(&req, &url, &retry_auth).await
     }
 
