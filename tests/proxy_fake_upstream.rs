@@ -513,3 +513,22 @@ async fn connection_cap_queues_clients_and_header_timeout_frees_slots() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrequested_partial_content_is_refused() {
+    let lie = det_bytes(13, 1000);
+    let up = FakeUpstream::start(move |_| {
+        let b = lie.clone();
+        async move { response(206, &[("content-range", "bytes 0-999/5000")], full(b)) }
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "").await;
+    let d = sha256(b"the real blob");
+    let r = reqwest::get(format!("{}/v2/x/blobs/{d}", proxy.url))
+        .await
+        .unwrap();
+    let (s, _, msg) = envelope(r).await;
+    assert_eq!(s, 502);
+    assert!(msg.contains(FAKE), "{msg}");
+    proxy.shutdown().await;
+}
