@@ -226,6 +226,12 @@ async fn api_base_invalid_names_and_upstream_404s() {
         r.headers()["docker-distribution-api-version"],
         "registry/2.0"
     );
+    let r = http
+        .get(format!("{}/healthz", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let (s, c, _) = error_code(
         http.get(format!("{}/v2/Bad/manifests/v1", proxy.url))

@@ -15,6 +15,7 @@ pub mod body;
 pub mod listing;
 pub mod manifest;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +74,8 @@ pub type Proxy = Arc<AppState>;
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
     pub id: String,
+    /// The client's address, for audit events.
+    pub peer: SocketAddr,
     pub method: Method,
     pub route: Route,
     /// The client's request headers (`Accept`, `Range`).
@@ -98,7 +101,11 @@ impl RequestCtx {
 }
 
 /// Handles one client request; never fails (errors become OCI error responses).
-pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<LoggedBody> {
+pub async fn handle<B>(
+    state: Arc<AppState>,
+    req: Request<B>,
+    peer: SocketAddr,
+) -> Response<LoggedBody> {
     let start = Instant::now();
     let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
     let method = req.method().clone();
@@ -109,22 +116,80 @@ pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Logged
         None => path.clone(),
     };
     let mut upstream = "-".to_string();
-    let resp = match state.routes.route(&method, &path, query.as_deref()) {
+    let resp = match local_endpoint(&state, &method, &path) {
+        Some(r) => r,
+        None => {
+            registry_request(
+                &state,
+                &id,
+                &method,
+                &path,
+                query.as_deref(),
+                req.headers().clone(),
+                peer,
+                &mut upstream,
+            )
+            .await
+        }
+    };
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.insert(
+        HeaderName::from_static(API_VERSION_HEADER),
+        HeaderValue::from_static("registry/2.0"),
+    );
+    let fields = body::LogFields {
+        id,
+        peer: peer.to_string(),
+        method: method.to_string(),
+        path: logged_path,
+        upstream,
+        status: parts.status.as_u16(),
+    };
+    Response::from_parts(parts, LoggedBody::new(body, fields, start))
+}
+
+/// Endpoints the proxy answers itself, outside the registry API (`/healthz`; `/readyz` and
+/// `/metrics` belong here too).
+fn local_endpoint(_state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
+    let head = *method == Method::HEAD;
+    match path {
+        "/healthz" => Some(json_response(
+            StatusCode::OK,
+            Bytes::from_static(b"{\"status\":\"ok\"}"),
+            head,
+        )),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn registry_request(
+    state: &AppState,
+    id: &str,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    upstream: &mut String,
+) -> Response<ProxyBody> {
+    match state.routes.route(method, path, query) {
         Err(e) => error_response(&e, method == Method::HEAD),
         Ok(route) => {
             if let Some(u) = &route.upstream_name {
-                upstream = u.clone();
+                *upstream = u.clone();
             }
             let ns = (route.routed_by == RoutedBy::Namespace)
                 .then(|| route.upstream_name.clone())
                 .flatten();
             let ctx = RequestCtx {
-                id: id.clone(),
+                id: id.to_string(),
+                peer,
                 method: method.clone(),
                 route,
-                headers: req.headers().clone(),
+                headers,
             };
-            let mut resp = match dispatch(&state, &ctx).await {
+            let mut resp = match dispatch(state, &ctx).await {
                 Ok(r) => r,
                 Err(e) => {
                     log_error(&ctx, &e);
@@ -136,20 +201,7 @@ pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Logged
             }
             resp
         }
-    };
-    let (mut parts, body) = resp.into_parts();
-    parts.headers.insert(
-        HeaderName::from_static(API_VERSION_HEADER),
-        HeaderValue::from_static("registry/2.0"),
-    );
-    let fields = body::LogFields {
-        id,
-        method: method.to_string(),
-        path: logged_path,
-        upstream,
-        status: parts.status.as_u16(),
-    };
-    Response::from_parts(parts, LoggedBody::new(body, fields, start))
+    }
 }
 
 async fn dispatch(

@@ -120,7 +120,7 @@ pub async fn run(
         let st = state.clone();
         let svc = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(st, req).await) }
+            async move { Ok::<_, Infallible>(proxy::handle(st, req, peer).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
