@@ -532,3 +532,31 @@ async fn unrequested_partial_content_is_refused() {
     assert!(msg.contains(FAKE), "{msg}");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let real = det_bytes(14, 100 * 1000);
+    let digest = sha256(&real);
+    let up = FakeUpstream::start(move |_| {
+        let parts: Vec<Bytes> = real.chunks(1000).map(Bytes::copy_from_slice).collect();
+        // 100 chunks, 200 ms apart: 20 s, far beyond the grace period.
+        async move { response(200, &[], slow_chunks(parts, Duration::from_millis(200))) }
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "[limits]\nshutdown_grace = \"1s\"\n").await;
+    let mut r = reqwest::get(format!("{}/v2/slow/blobs/{digest}", proxy.url))
+        .await
+        .unwrap();
+    r.chunk().await.unwrap();
+    let start = Instant::now();
+    proxy.shutdown().await;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "did not wait for the in-flight pull: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown not bounded: {took:?}"
+    );
+}

@@ -92,6 +92,8 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
+    // Connection tasks, so that those still running after the grace period can be ended.
+    let mut conns = tokio::task::JoinSet::new();
 
     loop {
         // Wait for a free slot before accepting, so excess clients queue in the kernel's
@@ -115,6 +117,7 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        while conns.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
         let st = state.clone();
@@ -126,7 +129,7 @@ pub async fn run(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let _permit = permit;
             let result =
                 match tls {
@@ -168,7 +171,8 @@ pub async fn run(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over; dropping remaining connections")
+            tracing::warn!(grace = ?limits.shutdown_grace, remaining = conns.len(), "shutdown grace period over; dropping remaining connections");
+            conns.abort_all();
         }
     }
     Ok(())
