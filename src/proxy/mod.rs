@@ -44,6 +44,8 @@ pub struct AppState {
     /// One client per configured upstream, in `config.upstreams` order (the route table's
     /// indices point here).
     pub upstreams: Vec<UpstreamClient>,
+    /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
+    id_prefix: u32,
     next_id: AtomicU64,
 }
 
@@ -63,6 +65,7 @@ impl AppState {
             config,
             routes,
             upstreams,
+            id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -107,7 +110,11 @@ pub async fn handle<B>(
     peer: SocketAddr,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
-    let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "{:08x}{:08x}",
+        state.id_prefix,
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    );
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
