@@ -560,3 +560,26 @@ async fn shutdown_is_bounded_by_the_grace_period() {
         "shutdown not bounded: {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema1_manifests_are_refused_with_a_reason() {
+    let up = FakeUpstream::start(|_| async {
+        response(
+            200,
+            &[(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            )],
+            full(r#"{"schemaVersion":1,"signatures":[]}"#),
+        )
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "").await;
+    let r = reqwest::get(format!("{}/v2/old/manifests/v1", proxy.url))
+        .await
+        .unwrap();
+    let (s, code, msg) = envelope(r).await;
+    assert_eq!((s, code.as_str()), (502, "MANIFEST_INVALID"));
+    assert!(msg.contains("schema1") && msg.contains(FAKE), "{msg}");
+    proxy.shutdown().await;
+}

@@ -10,7 +10,7 @@ use super::{
     body, read_limited, send_upstream, upstream_failure, AppState, ProxyBody, ReadError,
     RequestCtx, DIGEST_HEADER,
 };
-use crate::registry::media::DEFAULT_MANIFEST_ACCEPT;
+use crate::registry::media::{DEFAULT_MANIFEST_ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED};
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
 /// A manifest whose bytes have been checked against `digest`.
@@ -61,6 +61,15 @@ async fn fetch(
         return Err(upstream_failure(ctx, repo, resp).await);
     }
     let media_type = resp.headers().get(CONTENT_TYPE).cloned();
+    if media_type.as_ref().is_some_and(|t| {
+        let t = t.to_str().unwrap_or("");
+        t.starts_with(DOCKER_SCHEMA1_SIGNED) || t.starts_with(DOCKER_SCHEMA1)
+    }) {
+        return Err(RegistryError::ManifestSchema1 {
+            upstream: ctx.upstream_name().to_string(),
+            repo: repo.to_string(),
+        });
+    }
     let claimed = resp.headers().get(DIGEST_HEADER).cloned();
     let limit = state.config.limits.manifest_max_bytes;
     let timeout = super::client(state, ctx)?.request_timeout();
