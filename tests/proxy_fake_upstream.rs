@@ -232,9 +232,14 @@ async fn hanging_upstream_gives_504_within_the_timeout() {
     .await;
     let proxy = proxy_for(&up, "request_timeout = \"1s\"", "").await;
     let start = Instant::now();
-    let r = reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url))
-        .await
-        .unwrap();
+    // Bounded here too, so a proxy without the timeout fails the test instead of hanging it.
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url)),
+    )
+    .await
+    .expect("no answer: the upstream hang reached the client")
+    .unwrap();
     let (s, _, msg) = envelope(r).await;
     let took = start.elapsed();
     assert_eq!(s, 504);
