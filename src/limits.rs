@@ -10,6 +10,9 @@ pub struct Limits {
     pub manifest_max_bytes: u64,
     /// Concurrent client connections; further connections wait in the accept queue.
     pub max_connections: usize,
+    /// Largest request head (request line + headers) a client may send; HTTP/1 read buffer
+    /// and HTTP/2 header list size. hyper's floor for the HTTP/1 buffer is 8 KiB.
+    pub max_header_bytes: usize,
     /// Time a client has to send a request's headers (HTTP/1), also bounding how long an idle
     /// keep-alive connection is held open.
     pub header_read_timeout: Duration,
@@ -24,6 +27,7 @@ impl Default for Limits {
         Limits {
             manifest_max_bytes: 4 * 1024 * 1024,
             max_connections: 1024,
+            max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(30),

@@ -137,10 +137,19 @@ fn serve_runs_from_a_file_and_stops_on_sigterm() {
     g.signal("TERM");
     std::thread::sleep(Duration::from_millis(500));
     let log = g.log_text();
-    assert!(
-        log.contains("\"request_id\""),
-        "json request log missing:\n{log}"
-    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"request_id\"") && l.contains("\"status\""))
+        .unwrap_or_else(|| panic!("json request log missing:\n{log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let f = &v["fields"];
+    assert_eq!(f["method"], "GET", "{line}");
+    assert_eq!(f["path"], "/v2/x/manifests/v1", "{line}");
+    assert_eq!(f["upstream"], "r.test", "{line}");
+    assert_eq!(f["status"], 502, "{line}");
+    for k in ["bytes", "duration_ms", "client", "outcome"] {
+        assert!(!f[k].is_null(), "{k} missing: {line}");
+    }
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(
         std::net::TcpStream::connect(addr).is_err(),

@@ -232,9 +232,14 @@ async fn hanging_upstream_gives_504_within_the_timeout() {
     .await;
     let proxy = proxy_for(&up, "request_timeout = \"1s\"", "").await;
     let start = Instant::now();
-    let r = reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url))
-        .await
-        .unwrap();
+    // Bounded here too, so a proxy without the timeout fails the test instead of hanging it.
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        reqwest::get(format!("{}/v2/slow/manifests/v1", proxy.url)),
+    )
+    .await
+    .expect("no answer: the upstream hang reached the client")
+    .unwrap();
     let (s, _, msg) = envelope(r).await;
     let took = start.elapsed();
     assert_eq!(s, 504);
@@ -346,13 +351,15 @@ async fn client_accept_is_forwarded_and_a_missing_one_replaced() {
     let m = manifest_bytes(4);
     let up = FakeUpstream::start(move |_| {
         let m = m.clone();
-        async move { response(200, &[("content-type", DOCKER_MANIFEST)], full(m)) }
+        // No Content-Type: the proxy takes the type the manifest names itself.
+        async move { response(200, &[], full(m)) }
     })
     .await;
     let proxy = proxy_for(&up, "", "").await;
     let http = reqwest::Client::new();
     let url = format!("{}/v2/a/manifests/v1", proxy.url);
-    http.get(&url).send().await.unwrap();
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], DOCKER_MANIFEST);
     http.get(&url)
         .header("accept", "application/vnd.oci.image.index.v1+json")
         .send()
@@ -509,5 +516,75 @@ async fn connection_cap_queues_clients_and_header_timeout_frees_slots() {
         "second client was served while the cap was reached ({:?})",
         start.elapsed()
     );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrequested_partial_content_is_refused() {
+    let lie = det_bytes(13, 1000);
+    let up = FakeUpstream::start(move |_| {
+        let b = lie.clone();
+        async move { response(206, &[("content-range", "bytes 0-999/5000")], full(b)) }
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "").await;
+    let d = sha256(b"the real blob");
+    let r = reqwest::get(format!("{}/v2/x/blobs/{d}", proxy.url))
+        .await
+        .unwrap();
+    let (s, _, msg) = envelope(r).await;
+    assert_eq!(s, 502);
+    assert!(msg.contains(FAKE), "{msg}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let real = det_bytes(14, 100 * 1000);
+    let digest = sha256(&real);
+    let up = FakeUpstream::start(move |_| {
+        let parts: Vec<Bytes> = real.chunks(1000).map(Bytes::copy_from_slice).collect();
+        // 100 chunks, 200 ms apart: 20 s, far beyond the grace period.
+        async move { response(200, &[], slow_chunks(parts, Duration::from_millis(200))) }
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "[limits]\nshutdown_grace = \"1s\"\n").await;
+    let mut r = reqwest::get(format!("{}/v2/slow/blobs/{digest}", proxy.url))
+        .await
+        .unwrap();
+    r.chunk().await.unwrap();
+    let start = Instant::now();
+    proxy.shutdown().await;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "did not wait for the in-flight pull: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown not bounded: {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema1_manifests_are_refused_with_a_reason() {
+    let up = FakeUpstream::start(|_| async {
+        response(
+            200,
+            &[(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            )],
+            full(r#"{"schemaVersion":1,"signatures":[]}"#),
+        )
+    })
+    .await;
+    let proxy = proxy_for(&up, "", "").await;
+    let r = reqwest::get(format!("{}/v2/old/manifests/v1", proxy.url))
+        .await
+        .unwrap();
+    let (s, code, msg) = envelope(r).await;
+    assert_eq!((s, code.as_str()), (502, "MANIFEST_INVALID"));
+    assert!(msg.contains("schema1") && msg.contains(FAKE), "{msg}");
     proxy.shutdown().await;
 }

@@ -226,6 +226,12 @@ async fn api_base_invalid_names_and_upstream_404s() {
         r.headers()["docker-distribution-api-version"],
         "registry/2.0"
     );
+    let r = http
+        .get(format!("{}/healthz", proxy.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let (s, c, _) = error_code(
         http.get(format!("{}/v2/Bad/manifests/v1", proxy.url))
@@ -275,6 +281,24 @@ async fn api_base_invalid_names_and_upstream_404s() {
         m.contains(&images.docker.repo) && m.contains("127.0.0.1"),
         "{m}"
     );
+    // docker-registry 2.8 refuses to down-convert to schema1 with 400 MANIFEST_INVALID; the
+    // upstream's status and code reach the client, with the upstream named.
+    let (s, c, m) = error_code(
+        http.get(format!(
+            "{}/v2/{}/manifests/{}",
+            proxy.url, images.docker.repo, images.docker.tag
+        ))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((s, c.as_str()), (400, "MANIFEST_INVALID"));
+    assert!(m.contains("127.0.0.1"), "{m}");
     let missing = support::registry::sha256(b"missing");
     let (s, c, _) = error_code(
         http.get(format!(

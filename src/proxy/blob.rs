@@ -60,6 +60,15 @@ pub async fn serve_blob(
     {
         return Err(upstream_failure(ctx, repo, resp).await);
     }
+    // Partial answers are unverifiable; accept them only when the client asked for a range,
+    // so an upstream cannot dodge the digest check by answering 206 to a plain GET.
+    if status != StatusCode::OK && !ctx.headers.contains_key(RANGE) {
+        tracing::warn!(request_id = %ctx.id, upstream = ctx.upstream_name(), %status, "partial answer to a request without Range");
+        return Err(RegistryError::UpstreamProtocol {
+            upstream: ctx.upstream_name().to_string(),
+            repo: repo.to_string(),
+        });
+    }
     let mut out = HeaderMap::new();
     copy_headers(resp.headers(), &mut out, PASSED_HEADERS);
     if status != StatusCode::OK {

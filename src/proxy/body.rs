@@ -54,6 +54,7 @@ pub fn from_response(resp: reqwest::Response, idle: Duration) -> ProxyBody {
 #[derive(Debug, Default)]
 pub struct LogFields {
     pub id: String,
+    pub peer: String,
     pub method: String,
     pub path: String,
     pub upstream: String,
@@ -126,6 +127,7 @@ impl Drop for LoggedBody {
         let f = &self.fields;
         tracing::info!(
             request_id = %f.id,
+            client = %f.peer,
             method = %f.method,
             path = %f.path,
             upstream = %f.upstream,

@@ -291,7 +291,7 @@ fn allowed(
     audit::record(
         &state.metrics,
         &AuditEvent {
-            client: ctx.peer,
+            client: Some(ctx.peer),
             image,
             tag,
             digest,
@@ -319,7 +319,7 @@ fn event(
     audit::record(
         &state.metrics,
         &AuditEvent {
-            client: ctx.peer,
+            client: Some(ctx.peer),
             image,
             tag,
             digest,

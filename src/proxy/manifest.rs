@@ -11,7 +11,7 @@ use super::{
     RequestCtx, DIGEST_HEADER,
 };
 use crate::policy::Permit;
-use crate::registry::media::DEFAULT_MANIFEST_ACCEPT;
+use crate::registry::media::{DEFAULT_MANIFEST_ACCEPT, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED};
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
 /// A manifest whose bytes have been checked against `digest`.
@@ -62,6 +62,15 @@ async fn fetch(
         return Err(upstream_failure(ctx, repo, resp).await);
     }
     let media_type = resp.headers().get(CONTENT_TYPE).cloned();
+    if media_type.as_ref().is_some_and(|t| {
+        let t = t.to_str().unwrap_or("");
+        t.starts_with(DOCKER_SCHEMA1_SIGNED) || t.starts_with(DOCKER_SCHEMA1)
+    }) {
+        return Err(RegistryError::ManifestSchema1 {
+            upstream: ctx.upstream_name().to_string(),
+            repo: repo.to_string(),
+        });
+    }
     let claimed = resp.headers().get(DIGEST_HEADER).cloned();
     let limit = state.config.limits.manifest_max_bytes;
     let timeout = super::client(state, ctx)?.request_timeout();
@@ -187,12 +196,29 @@ pub fn manifest_response(m: &FetchedManifest, head: bool) -> Response<ProxyBody>
     };
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    if let Some(t) = &m.media_type {
-        h.insert(CONTENT_TYPE, t.clone());
+    match &m.media_type {
+        Some(t) => {
+            h.insert(CONTENT_TYPE, t.clone());
+        }
+        None => {
+            // An upstream that omits Content-Type: the manifest names its own type.
+            if let Some(v) = media_type_of(&m.bytes).and_then(|t| HeaderValue::from_str(&t).ok()) {
+                h.insert(CONTENT_TYPE, v);
+            }
+        }
     }
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&m.digest.to_string()) {
         h.insert(DIGEST_HEADER, v);
     }
     r
+}
+
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(bytes).ok()?.media_type
 }

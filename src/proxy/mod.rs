@@ -55,6 +55,8 @@ pub struct AppState {
     /// Verified manifests by `registry/repository@digest`.
     pub manifests: ManifestCache,
     pub metrics: Arc<Metrics>,
+    /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
+    id_prefix: u32,
     next_id: AtomicU64,
 }
 
@@ -98,6 +100,7 @@ impl AppState {
             enforcer,
             manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
             metrics,
+            id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))
     }
@@ -121,8 +124,8 @@ const MANIFEST_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
     pub id: String,
-    /// The TCP peer (forwarding headers are not trusted).
-    pub peer: Option<SocketAddr>,
+    /// The client's address, for audit events.
+    pub peer: SocketAddr,
     pub method: Method,
     pub route: Route,
     /// The client's request headers (`Accept`, `Range`).
@@ -151,10 +154,14 @@ impl RequestCtx {
 pub async fn handle<B>(
     state: Arc<AppState>,
     req: Request<B>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
-    let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = format!(
+        "{:08x}{:08x}",
+        state.id_prefix,
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    );
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -163,37 +170,20 @@ pub async fn handle<B>(
         None => path.clone(),
     };
     let mut upstream = "-".to_string();
-    let resp = if let Some(r) = ops::serve(&state, &method, &path) {
-        r
-    } else {
-        match state.routes.route(&method, &path, query.as_deref()) {
-            Err(e) => error_response(&e, method == Method::HEAD),
-            Ok(route) => {
-                if let Some(u) = &route.upstream_name {
-                    upstream = u.clone();
-                }
-                let ns = (route.routed_by == RoutedBy::Namespace)
-                    .then(|| route.upstream_name.clone())
-                    .flatten();
-                let ctx = RequestCtx {
-                    id: id.clone(),
-                    peer,
-                    method: method.clone(),
-                    route,
-                    headers: req.headers().clone(),
-                };
-                let mut resp = match dispatch(&state, &ctx).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        log_error(&ctx, &e);
-                        error_response(&e, ctx.head())
-                    }
-                };
-                if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
-                    resp.headers_mut().insert("oci-namespace", ns);
-                }
-                resp
-            }
+    let resp = match local_endpoint(&state, &method, &path) {
+        Some(r) => r,
+        None => {
+            registry_request(
+                &state,
+                &id,
+                &method,
+                &path,
+                query.as_deref(),
+                req.headers().clone(),
+                peer,
+                &mut upstream,
+            )
+            .await
         }
     };
     state.metrics.record_request(resp.status().as_u16());
@@ -204,12 +194,72 @@ pub async fn handle<B>(
     );
     let fields = body::LogFields {
         id,
+        peer: peer.to_string(),
         method: method.to_string(),
         path: logged_path,
         upstream,
         status: parts.status.as_u16(),
     };
     Response::from_parts(parts, LoggedBody::new(body, fields, start))
+}
+
+/// Endpoints the proxy answers itself, outside the registry API (`/healthz`; `/readyz` and
+/// `/metrics` belong here too).
+fn local_endpoint(state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
+    if let Some(r) = ops::serve(state, method, path) {
+        return Some(r);
+    }
+    let head = *method == Method::HEAD;
+    match path {
+        "/healthz" => Some(json_response(
+            StatusCode::OK,
+            Bytes::from_static(b"{\"status\":\"ok\"}"),
+            head,
+        )),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn registry_request(
+    state: &AppState,
+    id: &str,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    upstream: &mut String,
+) -> Response<ProxyBody> {
+    match state.routes.route(method, path, query) {
+        Err(e) => error_response(&e, method == Method::HEAD),
+        Ok(route) => {
+            if let Some(u) = &route.upstream_name {
+                *upstream = u.clone();
+            }
+            let ns = (route.routed_by == RoutedBy::Namespace)
+                .then(|| route.upstream_name.clone())
+                .flatten();
+            let ctx = RequestCtx {
+                id: id.to_string(),
+                peer,
+                method: method.clone(),
+                route,
+                headers,
+            };
+            let mut resp = match dispatch(state, &ctx).await {
+                Ok(r) => r,
+                Err(e) => {
+                    log_error(&ctx, &e);
+                    error_response(&e, ctx.head())
+                }
+            };
+            if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                resp.headers_mut().insert("oci-namespace", ns);
+            }
+            resp
+        }
+    }
 }
 
 async fn dispatch(

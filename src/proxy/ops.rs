@@ -17,7 +17,6 @@ pub fn serve(state: &AppState, method: &Method, path: &str) -> Option<Response<P
             "text/plain; version=0.0.4; charset=utf-8",
             state.metrics.render(),
         ),
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" => {
             // The handle always holds a validated policy (an invalid file never replaces
             // it), so a state that exists is ready; report which policy is in force.

@@ -176,6 +176,8 @@ pub enum RegistryError {
         repo: String,
         limit: u64,
     },
+    #[error("upstream {upstream} answered for {repo} with a Docker schema1 manifest, which trustgate does not serve (its digest covers only part of the bytes)")]
+    ManifestSchema1 { upstream: String, repo: String },
     #[error("upstream {upstream} sent a broken response for {repo}")]
     UpstreamProtocol { upstream: String, repo: String },
 
@@ -274,7 +276,8 @@ impl RegistryError {
                 (StatusCode::FORBIDDEN, OciCode::Denied, Upstream, msg)
             }
             RegistryError::ManifestDigestMismatch { .. }
-            | RegistryError::ManifestLengthMismatch { .. } => (
+            | RegistryError::ManifestLengthMismatch { .. }
+            | RegistryError::ManifestSchema1 { .. } => (
                 StatusCode::BAD_GATEWAY,
                 OciCode::ManifestInvalid,
                 Upstream,

@@ -81,15 +81,19 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.idle_timeout / 2);
+        .keep_alive_timeout(limits.idle_timeout / 2)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
+    // Connection tasks, so that those still running after the grace period can be ended.
+    let mut conns = tokio::task::JoinSet::new();
 
     loop {
         // Wait for a free slot before accepting, so excess clients queue in the kernel's
@@ -113,18 +117,19 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        while conns.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
         let st = state.clone();
         let svc = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(st, req, Some(peer)).await) }
+            async move { Ok::<_, Infallible>(proxy::handle(st, req, peer).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let _permit = permit;
             let result =
                 match tls {
@@ -166,7 +171,8 @@ pub async fn run(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over; dropping remaining connections")
+            tracing::warn!(grace = ?limits.shutdown_grace, remaining = conns.len(), "shutdown grace period over; dropping remaining connections");
+            conns.abort_all();
         }
     }
     Ok(())
