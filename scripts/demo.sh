@@ -150,34 +150,48 @@ info "demo/unsigned has no trust data:"
 notary list "$GUN_PREFIX/demo/unsigned" 2>&1 | sed 's/^/    /' || true
 
 # ---------------------------------------------------------------------------------------------
-# TODO(lead): the enforcement part. Enable once `trustgate serve` enforces (embedded default
-# policy: everything on $REGISTRY must be signed, trust server $NOTARY_URL). Expected:
-#   - demo/signed:1.0   → copied; manifest digest == $SIGNED_DIGEST (the tag was rewritten)
-#   - demo/unsigned:1.0 → refused: 403 DENIED "... not signed ... rule ..."
-TRUSTGATE_ADDR=${TRUSTGATE_ADDR:-127.0.0.1:5000}
-if [ "${DEMO_ENFORCE:-0}" = 1 ]; then
-  say "Starting trustgate on $TRUSTGATE_ADDR (embedded default policy)"
-  "$TRUSTGATE" serve > "$WORK/trustgate.log" 2>&1 & # TODO(lead): flags for address/upstream
-  PIDS+=($!)
-  wait_http "http://$TRUSTGATE_ADDR/healthz" trustgate
+say "Moving the registry's demo/signed:1.0 to other, unsigned content (as an attacker or a mistake would)"
+MOVED_DIGEST=$(push_image demo/signed 1.0-moved)
+curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  "http://$REGISTRY/v2/demo/signed/manifests/1.0-moved" -o "$WORK/moved-manifest.json"
+curl -fsS -X PUT -H 'Content-Type: application/vnd.docker.distribution.manifest.v2+json' \
+  --data-binary "@$WORK/moved-manifest.json" "http://$REGISTRY/v2/demo/signed/manifests/1.0" >/dev/null
+info "the registry now answers demo/signed:1.0 with $MOVED_DIGEST"
 
-  say "Pulling the signed tag through trustgate"
-  skopeo --insecure-policy copy --src-tls-verify=false \
-    "docker://$TRUSTGATE_ADDR/demo/signed:1.0" "dir:$WORK/pulled-signed"
-  GOT="sha256:$(sha256sum "$WORK/pulled-signed/manifest.json" | cut -d' ' -f1)"
-  info "pulled manifest digest: $GOT"
-  [ "$GOT" = "$SIGNED_DIGEST" ] || die "expected the signed digest $SIGNED_DIGEST"
+TRUSTGATE_ADDR=127.0.0.1:5000
+say "Starting trustgate on its embedded default (listen $TRUSTGATE_ADDR, upstream $REGISTRY, every image signed, trust server $NOTARY_URL)"
+"$TRUSTGATE" serve --state-dir "$WORK/state" > "$WORK/trustgate.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$TRUSTGATE_ADDR/readyz" trustgate
+info "trustgate up (pid ${PIDS[-1]}): $(curl -fsS "http://$TRUSTGATE_ADDR/readyz")"
 
-  say "Pulling the unsigned tag through trustgate (must be refused)"
-  if skopeo --insecure-policy copy --src-tls-verify=false \
-       "docker://$TRUSTGATE_ADDR/demo/unsigned:1.0" "dir:$WORK/pulled-unsigned" 2> "$WORK/unsigned.err"; then
-    die "the unsigned tag was served"
-  fi
-  info "refused, as it should be:"
-  sed 's/^/    /' "$WORK/unsigned.err"
-else
-  say "TODO: trustgate enforcement steps are not enabled yet (set DEMO_ENFORCE=1 once they work)"
-  info "the registry and trust server are ready; would now start: $TRUSTGATE serve"
+say "Resolving demo/signed:1.0 through trustgate (what containerd does: HEAD the tag)"
+curl -fsS -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  "http://$TRUSTGATE_ADDR/v2/demo/signed/manifests/1.0" | tr -d '\r' \
+  | grep -i -E '^(HTTP|docker-content-digest|content-length)' | sed 's/^/    /'
+
+say "Pulling demo/signed:1.0 through trustgate with skopeo"
+skopeo --insecure-policy copy --src-tls-verify=false \
+  "docker://$TRUSTGATE_ADDR/demo/signed:1.0" "dir:$WORK/pulled-signed" > "$WORK/skopeo.log" 2>&1 \
+  || { cat "$WORK/skopeo.log"; die "the signed pull failed"; }
+GOT="sha256:$(sha256sum "$WORK/pulled-signed/manifest.json" | cut -d' ' -f1)"
+info "pulled manifest digest: $GOT"
+[ "$GOT" = "$SIGNED_DIGEST" ] || die "expected the signed digest $SIGNED_DIGEST"
+info "= the signed digest: the tag pull was rewritten to the signed content, not the registry's $MOVED_DIGEST"
+
+say "Pulling demo/unsigned:1.0 through trustgate (must be refused)"
+if skopeo --insecure-policy copy --retry-times 0 --src-tls-verify=false \
+     "docker://$TRUSTGATE_ADDR/demo/unsigned:1.0" "dir:$WORK/pulled-unsigned" 2> "$WORK/unsigned.err"; then
+  die "the unsigned tag was served"
 fi
+info "refused, as it should be; skopeo says:"
+sed 's/^/    /' "$WORK/unsigned.err"
+info "and the raw answer:"
+curl -sS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  -w '\n    (HTTP %{http_code})\n' "http://$TRUSTGATE_ADDR/v2/demo/unsigned/manifests/1.0" | sed 's/^/    /'
+
+say "The audit trail (one event per decision) and the counters"
+grep '"audit"\|audit:' "$WORK/trustgate.log" | sed 's/^/    /' || grep 'pull decision' "$WORK/trustgate.log" | sed 's/^/    /'
+curl -fsS "http://$TRUSTGATE_ADDR/metrics" | grep '^trustgate_decisions' | sed 's/^/    /' || true
 
 say "Done; stopping what the demo started and removing $WORK"

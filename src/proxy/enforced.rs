@@ -208,7 +208,7 @@ async fn fetch_verified(
 ) -> Result<FetchedManifest, RegistryError> {
     let key = format!("{}/{}@{}", ctx.upstream_name(), repo, digest);
     if let Some(c) = state.manifests.get(&key).await {
-        if expected_len.is_none_or(|l| l == c.bytes.len() as u64) {
+        if expected_len.map_or(true, |l| l == c.bytes.len() as u64) {
             return Ok(FetchedManifest {
                 bytes: c.bytes,
                 digest: *digest,
