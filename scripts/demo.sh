@@ -33,7 +33,7 @@ cleanup() {
     echo "demo: failed (exit $rc); logs:" >&2
     for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "--- $log" >&2; tail -n 20 "$log" >&2; }; done
   fi
-  rm -rf "$WORK"
+  [ -n "${DEMO_KEEP:-}" ] && cp -r "$WORK" "$DEMO_KEEP"; rm -rf "$WORK"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -48,15 +48,23 @@ wait_http() {
   die "$2 did not come up at $1"
 }
 
+# alive NAME PID: fails the demo, with the log, if a server it started has exited.
+alive() {
+  kill -0 "$2" 2>/dev/null && return 0
+  echo "demo: $1 (pid $2) exited; its log:" >&2
+  cat "$WORK/$1.log" >&2 || true
+  exit 1
+}
+
 port_free() { ! curl -s -o /dev/null --max-time 1 "http://$1/"; }
 
-# push_image REPO TAG: builds a one-layer linux/amd64 image deterministically (sorted tar,
+# push_image REPO TAG [VARIANT]: builds a one-layer linux/amd64 image deterministically (sorted tar,
 # mtime 0, gzip -n: same bytes on every run), pushes it with the registry API (no Docker
 # engine needed), and prints its manifest digest.
 push_image() {
-  local repo=$1 tag=$2 work="$WORK/images/$1/$2"
+  local repo=$1 tag=$2 variant=${3:-} work="$WORK/images/$1/$2${3:+-$3}"
   mkdir -p "$work/rootfs"
-  echo "hello from $repo:$tag" > "$work/rootfs/hello.txt"
+  echo "hello from $repo:$tag${variant:+ ($variant)}" > "$work/rootfs/hello.txt"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/rootfs" -cf "$work/layer.tar" .
   local diffid ldig lsize cdig csize
   diffid=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
@@ -106,19 +114,21 @@ EOF
 docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://$REGISTRY/v2/" docker-registry
-info "registry up (pid ${PIDS[-1]})"
+REGISTRY_PID=${PIDS[-1]}
+info "registry up (pid $REGISTRY_PID)"
 
 say "Starting notary-server on $NOTARY_URL (plain HTTP, in-memory storage, local signing service)"
 cat > "$WORK/notary-server.json" <<EOF
 {"server": {"http_addr": "${NOTARY_URL#http://}"},
  "trust_service": {"type": "local"},
  "storage": {"backend": "memory"},
- "logging": {"level": "warn"}}
+ "logging": {"level": "info"}}
 EOF
 notary-server -config "$WORK/notary-server.json" > "$WORK/notary-server.log" 2>&1 &
 PIDS+=($!)
 wait_http "$NOTARY_URL/_notary_server/health" notary-server
-info "trust server up (pid ${PIDS[-1]})"
+NOTARY_PID=${PIDS[-1]}
+info "trust server up (pid $NOTARY_PID)"
 
 # ---------------------------------------------------------------------------------------------
 say "Pushing two images"
@@ -146,13 +156,23 @@ info "published; the trust server now says:"
 notary lookup "$GUN_PREFIX/demo/signed" 1.0 | sed 's/^/    /'
 LOOKED_UP=$(notary lookup "$GUN_PREFIX/demo/signed" 1.0 | awk '{print $2}')
 [ "${LOOKED_UP#sha256:}" = "${SIGNED_DIGEST#sha256:}" ] || die "signed digest $LOOKED_UP != pushed $SIGNED_DIGEST"
+alive notary-server "$NOTARY_PID"
 info "demo/unsigned has no trust data:"
 notary list "$GUN_PREFIX/demo/unsigned" 2>&1 | sed 's/^/    /' || true
+
+alive notary-server "$NOTARY_PID"
+alive registry "$REGISTRY_PID"
+say "Moving demo/signed:1.0 in the registry to other, unsigned content"
+info "(what anyone with write access to the registry could do after the publisher signed)"
+MOVED_DIGEST=$(push_image demo/signed 1.0 moved)
+info "the registry now serves $REGISTRY/demo/signed:1.0 as $MOVED_DIGEST"
+info "the publisher signed                          $SIGNED_DIGEST"
 
 # ---------------------------------------------------------------------------------------------
 # TODO(lead): the enforcement part. Enable once `trustgate serve` enforces (embedded default
 # policy: everything on $REGISTRY must be signed, trust server $NOTARY_URL). Expected:
-#   - demo/signed:1.0   → copied; manifest digest == $SIGNED_DIGEST (the tag was rewritten)
+#   - demo/signed:1.0   → copied; manifest digest == $SIGNED_DIGEST, not the registry's
+#                         current $MOVED_DIGEST (the tag was rewritten to the signed digest)
 #   - demo/unsigned:1.0 → refused: 403 DENIED "... not signed ... rule ..."
 TRUSTGATE_ADDR=${TRUSTGATE_ADDR:-127.0.0.1:5000}
 if [ "${DEMO_ENFORCE:-0}" = 1 ]; then
@@ -167,6 +187,7 @@ if [ "${DEMO_ENFORCE:-0}" = 1 ]; then
   GOT="sha256:$(sha256sum "$WORK/pulled-signed/manifest.json" | cut -d' ' -f1)"
   info "pulled manifest digest: $GOT"
   [ "$GOT" = "$SIGNED_DIGEST" ] || die "expected the signed digest $SIGNED_DIGEST"
+  info "= the signed digest, although the registry's tag now points at $MOVED_DIGEST"
 
   say "Pulling the unsigned tag through trustgate (must be refused)"
   if skopeo --insecure-policy copy --src-tls-verify=false \
