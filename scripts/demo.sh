@@ -39,10 +39,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_http URL NAME: until URL answers (any HTTP status), or give up after ~20 s.
+# wait_http URL NAME PID: until URL answers (any HTTP status), or give up after ~20 s. The
+# answer must come from our own process: if PID has exited (e.g. it could not bind because
+# another demo holds the port), fail instead of talking to someone else's server.
 wait_http() {
   for _ in $(seq 1 100); do
-    curl -s -o /dev/null "$1" && return 0
+    alive "$2" "$3"
+    if curl -s -o /dev/null "$1"; then
+      sleep 0.3
+      alive "$2" "$3"
+      return 0
+    fi
     sleep 0.2
   done
   die "$2 did not come up at $1"
@@ -51,7 +58,7 @@ wait_http() {
 # alive NAME PID: fails the demo, with the log, if a server it started has exited.
 alive() {
   kill -0 "$2" 2>/dev/null && return 0
-  echo "demo: $1 (pid $2) exited; its log:" >&2
+  echo "demo: $1 (pid $2) exited (is another demo using its port?); its log:" >&2
   cat "$WORK/$1.log" >&2 || true
   exit 1
 }
@@ -113,8 +120,8 @@ http: {addr: $REGISTRY}
 EOF
 docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://$REGISTRY/v2/" docker-registry
 REGISTRY_PID=${PIDS[-1]}
+wait_http "http://$REGISTRY/v2/" registry "$REGISTRY_PID"
 info "registry up (pid $REGISTRY_PID)"
 
 say "Starting notary-server on $NOTARY_URL (plain HTTP, in-memory storage, local signing service)"
@@ -126,8 +133,8 @@ cat > "$WORK/notary-server.json" <<EOF
 EOF
 notary-server -config "$WORK/notary-server.json" > "$WORK/notary-server.log" 2>&1 &
 PIDS+=($!)
-wait_http "$NOTARY_URL/_notary_server/health" notary-server
 NOTARY_PID=${PIDS[-1]}
+wait_http "$NOTARY_URL/_notary_server/health" notary-server "$NOTARY_PID"
 info "trust server up (pid $NOTARY_PID)"
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +186,7 @@ if [ "${DEMO_ENFORCE:-0}" = 1 ]; then
   say "Starting trustgate on $TRUSTGATE_ADDR (embedded default policy)"
   "$TRUSTGATE" serve > "$WORK/trustgate.log" 2>&1 & # TODO(lead): flags for address/upstream
   PIDS+=($!)
-  wait_http "http://$TRUSTGATE_ADDR/healthz" trustgate
+  wait_http "http://$TRUSTGATE_ADDR/healthz" trustgate "${PIDS[-1]}"
 
   say "Pulling the signed tag through trustgate"
   skopeo --insecure-policy copy --src-tls-verify=false \
