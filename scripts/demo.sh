@@ -33,30 +33,45 @@ cleanup() {
     echo "demo: failed (exit $rc); logs:" >&2
     for log in "$WORK"/*.log; do [ -f "$log" ] && { echo "--- $log" >&2; tail -n 20 "$log" >&2; }; done
   fi
-  rm -rf "$WORK"
+  [ -n "${DEMO_KEEP:-}" ] && cp -r "$WORK" "$DEMO_KEEP"; rm -rf "$WORK"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_http URL NAME: until URL answers (any HTTP status), or give up after ~20 s.
+# wait_http URL NAME PID: until URL answers (any HTTP status), or give up after ~20 s. The
+# answer must come from our own process: if PID has exited (e.g. it could not bind because
+# another demo holds the port), fail instead of talking to someone else's server.
 wait_http() {
   for _ in $(seq 1 100); do
-    curl -s -o /dev/null "$1" && return 0
+    alive "$2" "$3"
+    if curl -s -o /dev/null "$1"; then
+      sleep 0.3
+      alive "$2" "$3"
+      return 0
+    fi
     sleep 0.2
   done
   die "$2 did not come up at $1"
 }
 
+# alive NAME PID: fails the demo, with the log, if a server it started has exited.
+alive() {
+  kill -0 "$2" 2>/dev/null && return 0
+  echo "demo: $1 (pid $2) exited (is another demo using its port?); its log:" >&2
+  cat "$WORK/$1.log" >&2 || true
+  exit 1
+}
+
 port_free() { ! curl -s -o /dev/null --max-time 1 "http://$1/"; }
 
-# push_image REPO TAG: builds a one-layer linux/amd64 image deterministically (sorted tar,
+# push_image REPO TAG [VARIANT]: builds a one-layer linux/amd64 image deterministically (sorted tar,
 # mtime 0, gzip -n: same bytes on every run), pushes it with the registry API (no Docker
 # engine needed), and prints its manifest digest.
 push_image() {
-  local repo=$1 tag=$2 work="$WORK/images/$1/$2"
+  local repo=$1 tag=$2 variant=${3:-} work="$WORK/images/$1/$2${3:+-$3}"
   mkdir -p "$work/rootfs"
-  echo "hello from $repo:$tag" > "$work/rootfs/hello.txt"
+  echo "hello from $repo:$tag${variant:+ ($variant)}" > "$work/rootfs/hello.txt"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/rootfs" -cf "$work/layer.tar" .
   local diffid ldig lsize cdig csize
   diffid=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
@@ -105,20 +120,22 @@ http: {addr: $REGISTRY}
 EOF
 docker-registry serve "$WORK/registry.yml" > "$WORK/registry.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://$REGISTRY/v2/" docker-registry
-info "registry up (pid ${PIDS[-1]})"
+REGISTRY_PID=${PIDS[-1]}
+wait_http "http://$REGISTRY/v2/" registry "$REGISTRY_PID"
+info "registry up (pid $REGISTRY_PID)"
 
 say "Starting notary-server on $NOTARY_URL (plain HTTP, in-memory storage, local signing service)"
 cat > "$WORK/notary-server.json" <<EOF
 {"server": {"http_addr": "${NOTARY_URL#http://}"},
  "trust_service": {"type": "local"},
  "storage": {"backend": "memory"},
- "logging": {"level": "warn"}}
+ "logging": {"level": "info"}}
 EOF
 notary-server -config "$WORK/notary-server.json" > "$WORK/notary-server.log" 2>&1 &
 PIDS+=($!)
-wait_http "$NOTARY_URL/_notary_server/health" notary-server
-info "trust server up (pid ${PIDS[-1]})"
+NOTARY_PID=${PIDS[-1]}
+wait_http "$NOTARY_URL/_notary_server/health" notary-server "$NOTARY_PID"
+info "trust server up (pid $NOTARY_PID)"
 
 # ---------------------------------------------------------------------------------------------
 say "Pushing two images"
@@ -146,23 +163,24 @@ info "published; the trust server now says:"
 notary lookup "$GUN_PREFIX/demo/signed" 1.0 | sed 's/^/    /'
 LOOKED_UP=$(notary lookup "$GUN_PREFIX/demo/signed" 1.0 | awk '{print $2}')
 [ "${LOOKED_UP#sha256:}" = "${SIGNED_DIGEST#sha256:}" ] || die "signed digest $LOOKED_UP != pushed $SIGNED_DIGEST"
+alive notary-server "$NOTARY_PID"
 info "demo/unsigned has no trust data:"
 notary list "$GUN_PREFIX/demo/unsigned" 2>&1 | sed 's/^/    /' || true
 
-# ---------------------------------------------------------------------------------------------
-say "Moving the registry's demo/signed:1.0 to other, unsigned content (as an attacker or a mistake would)"
-MOVED_DIGEST=$(push_image demo/signed 1.0-moved)
-curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-  "http://$REGISTRY/v2/demo/signed/manifests/1.0-moved" -o "$WORK/moved-manifest.json"
-curl -fsS -X PUT -H 'Content-Type: application/vnd.docker.distribution.manifest.v2+json' \
-  --data-binary "@$WORK/moved-manifest.json" "http://$REGISTRY/v2/demo/signed/manifests/1.0" >/dev/null
-info "the registry now answers demo/signed:1.0 with $MOVED_DIGEST"
+alive notary-server "$NOTARY_PID"
+alive registry "$REGISTRY_PID"
+say "Moving demo/signed:1.0 in the registry to other, unsigned content"
+info "(what anyone with write access to the registry could do after the publisher signed)"
+MOVED_DIGEST=$(push_image demo/signed 1.0 moved)
+info "the registry now serves $REGISTRY/demo/signed:1.0 as $MOVED_DIGEST"
+info "the publisher signed                          $SIGNED_DIGEST"
 
+# ---------------------------------------------------------------------------------------------
 TRUSTGATE_ADDR=127.0.0.1:5000
 say "Starting trustgate on its embedded default (listen $TRUSTGATE_ADDR, upstream $REGISTRY, every image signed, trust server $NOTARY_URL)"
 "$TRUSTGATE" serve --state-dir "$WORK/state" > "$WORK/trustgate.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://$TRUSTGATE_ADDR/readyz" trustgate
+wait_http "http://$TRUSTGATE_ADDR/readyz" trustgate "${PIDS[-1]}"
 info "trustgate up (pid ${PIDS[-1]}): $(curl -fsS "http://$TRUSTGATE_ADDR/readyz")"
 
 say "Resolving demo/signed:1.0 through trustgate (what containerd does: HEAD the tag)"

@@ -5,7 +5,7 @@ set -euo pipefail
 need=()
 for pair in docker-registry:docker-registry notary-server:notary notary-signer:notary notary:notary \
             skopeo:skopeo containerd:containerd ctr:containerd podman:podman openssl:openssl \
-            curl:curl; do
+            curl:curl docker:docker.io; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -135,7 +135,7 @@ fn containerd_with_the_proxy_only_as_a_mirror_falls_back_to_the_registry() {
         primary.host, proxy.addr
     );
     let ctd = Containerd::start();
-    let pulled = ctd.pull_with_hosts_toml(&image, &mirror_only);
+    let pulled = ctd.pull_with_hosts_toml(&image, &mirror_only, &[]);
     pulled.run.assert_failure();
     assert!(
         !proxy.requests.lock().unwrap().is_empty(),

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::clients::{
-    self, sha256_digest, skopeo_copy, Containerd, Podman, Transport, CLOSED_REGISTRY,
+    self, sha256_digest, skopeo_copy, skopeo_copy_with, skopeo_inspect_raw, Containerd, Podman,
+    Transport, CLOSED_REGISTRY,
 };
 use support::pki::TestCa;
 use support::proc::ChildGuard;
@@ -58,10 +59,87 @@ fn start_registry(tls: Option<(&Path, &Path)>) -> Registry {
 /// Builds a one-layer linux/amd64 schema2 image deterministically (sorted tar, mtime 0,
 /// `gzip -n`), pushes it as `repo:tag`, and returns the manifest digest.
 fn push_small_image(base: &str, client: &reqwest::Client, repo: &str, tag: &str) -> String {
+    sha256_digest(&push_platform_image(base, client, repo, tag, "amd64"))
+}
+
+/// One runtime for every push in this test binary: a reqwest client's pooled connections are
+/// driven by tasks on the runtime that opened them, so a client must not outlive its runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .block_on(f)
+}
+
+const SCHEMA2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn put_manifest(
+    base: &str,
+    client: &reqwest::Client,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) {
+    block_on(async {
+        let resp = client
+            .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "put manifest");
+    });
+}
+
+/// A two-platform image (linux/amd64 + linux/arm64) as a Docker manifest list at `repo:tag`;
+/// returns the list's digest.
+fn push_multi_platform_image(
+    base: &str,
+    client: &reqwest::Client,
+    repo: &str,
+    tag: &str,
+) -> String {
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let m = push_platform_image(base, client, repo, &format!("{tag}-{arch}"), arch);
+        entries.push(format!(
+            r#"{{"mediaType":"{SCHEMA2}","size":{},"digest":"{}","platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
+            m.len(),
+            sha256_digest(&m)
+        ));
+    }
+    let list = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_LIST}","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    put_manifest(base, client, repo, tag, MANIFEST_LIST, list.as_bytes());
+    sha256_digest(list.as_bytes())
+}
+
+/// Pushes a one-layer image for `arch` as `repo:reference`; returns the manifest bytes.
+fn push_platform_image(
+    base: &str,
+    client: &reqwest::Client,
+    repo: &str,
+    reference: &str,
+    arch: &str,
+) -> Vec<u8> {
     let work = support::tempdir();
     let rootfs = work.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::write(rootfs.join("hello.txt"), format!("hello from {repo}\n")).unwrap();
+    std::fs::write(
+        rootfs.join("hello.txt"),
+        format!("hello from {repo} on {arch}\n"),
+    )
+    .unwrap();
     let tar = work.path().join("layer.tar");
     let st = Command::new("tar")
         .args([
@@ -88,7 +166,7 @@ fn push_small_image(base: &str, client: &reqwest::Client, repo: &str, tag: &str)
     assert!(gz.status.success());
     let layer = gz.stdout;
     let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        r#"{{"architecture":"{arch}","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
         sha256_digest(&tar_bytes)
     )
     .into_bytes();
@@ -100,11 +178,7 @@ fn push_small_image(base: &str, client: &reqwest::Client, repo: &str, tag: &str)
         sha256_digest(&layer)
     )
     .into_bytes();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         for blob in [&layer, &config] {
             let resp = client
                 .post(format!("{base}/v2/{repo}/blobs/uploads/"))
@@ -119,19 +193,9 @@ fn push_small_image(base: &str, client: &reqwest::Client, repo: &str, tag: &str)
             let resp = client.put(url).body(blob.clone()).send().await.unwrap();
             assert_eq!(resp.status(), 201, "finish upload");
         }
-        let resp = client
-            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-            .header(
-                "content-type",
-                "application/vnd.docker.distribution.manifest.v2+json",
-            )
-            .body(manifest.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "put manifest");
     });
-    sha256_digest(&manifest)
+    put_manifest(base, client, repo, reference, SCHEMA2, &manifest);
+    manifest
 }
 
 #[test]
@@ -264,7 +328,7 @@ fn shipped_client_configs_send_pulls_to_the_address_they_name() {
         &issued.ca_path.display().to_string(),
     );
     let ctd = Containerd::start();
-    let pulled = ctd.pull_with_hosts_toml(&image, &hosts);
+    let pulled = ctd.pull_with_hosts_toml(&image, &hosts, &[]);
     pulled.run.assert_success();
     assert_eq!(pulled.digest.as_deref(), Some(pushed.as_str()));
 
@@ -284,4 +348,44 @@ fn shipped_client_configs_send_pulls_to_the_address_they_name() {
     let pulled = Podman::new().pull_with_registries_conf(&image, &conf, Some(&issued.ca_path));
     pulled.run.assert_success();
     assert_eq!(pulled.digest.as_deref(), Some(pushed_prefixed.as_str()));
+}
+
+#[test]
+fn clients_pull_a_multi_platform_image_and_report_the_index_digest() {
+    let reg = start_registry(None);
+    let http = reqwest::Client::new();
+    let index =
+        push_multi_platform_image(&format!("http://{}", reg.host), &http, "smoke/multi", "3.0");
+    let t = Transport::PlainHttp;
+    let tagged = format!("{}/smoke/multi:3.0", reg.host);
+
+    let raw = skopeo_inspect_raw(&tagged, &t);
+    raw.run.assert_success();
+    assert_eq!(raw.digest.as_deref(), Some(index.as_str()));
+    let all = skopeo_copy_with(&tagged, &t, &["--all"]);
+    all.run.assert_success();
+    assert_eq!(all.digest.as_deref(), Some(index.as_str()));
+    // Without --all skopeo keeps only this platform's manifest: not the index digest.
+    let one = skopeo_copy(&tagged, &t);
+    one.run.assert_success();
+    assert_ne!(one.digest.as_deref(), Some(index.as_str()));
+
+    let image = format!("{CLOSED_REGISTRY}/smoke/multi:3.0");
+    let ctd = Containerd::start();
+    let pulled = ctd.pull(&image, &reg.host, &t);
+    pulled.run.assert_success();
+    assert_eq!(
+        pulled.digest.as_deref(),
+        Some(index.as_str()),
+        "ctr records the index"
+    );
+    assert_eq!(pulled.manifest, raw.manifest);
+
+    let pulled = Podman::new().pull(&image, &reg.host, &t);
+    pulled.run.assert_success();
+    assert_eq!(
+        pulled.digest.as_deref(),
+        Some(index.as_str()),
+        "podman records the list"
+    );
 }

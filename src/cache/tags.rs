@@ -94,6 +94,47 @@ type ExpiresAt<V> = Arc<dyn Fn(&V) -> OffsetDateTime + Send + Sync>;
 
 /// Cache of verified tag results. `V` is the verified value (cheap to clone, e.g. an `Arc` or
 /// a small struct); `expires_at` tells when a value's trust metadata expires.
+///
+/// ```
+/// use std::sync::Arc;
+/// use time::OffsetDateTime;
+/// use trustgate::cache::{TagCache, TagCacheSettings, TagKey};
+///
+/// #[derive(Clone)]
+/// struct Verified { digest: String, expires: OffsetDateTime }
+///
+/// struct Trust;
+/// impl Trust {
+///     async fn resolve(&self, _gun: &str, _tag: &str) -> Result<Verified, std::io::Error> {
+///         Ok(Verified {
+///             digest: "sha256:00".into(),
+///             expires: OffsetDateTime::now_utc() + time::Duration::days(1),
+///         })
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = TagCache::new(TagCacheSettings::default(), |v: &Verified| v.expires);
+/// let trust = Arc::new(Trust);
+/// let key = TagKey {
+///     trust_server: "https://notary.example".into(),
+///     gun: "registry.example/app".into(),
+///     tag: "1.0".into(),
+///     roles: vec!["targets/releases".into(), "targets".into()],
+///     all_roles_required: false,
+/// };
+/// // The resolver is a factory so it can also run again in the background (refresh-ahead).
+/// let (gun, tag) = (key.gun.clone(), key.tag.clone());
+/// let verified = cache
+///     .get_or_refresh(key, move || {
+///         let (trust, gun, tag) = (trust.clone(), gun.clone(), tag.clone());
+///         async move { trust.resolve(&gun, &tag).await }
+///     })
+///     .await;
+/// assert_eq!(verified.map(|v| v.digest).ok().as_deref(), Some("sha256:00"));
+/// # }
+/// ```
 pub struct TagCache<V: Clone + Send + Sync + 'static> {
     inner: Cache<TagKey, Entry<V>>,
     settings: TagCacheSettings,

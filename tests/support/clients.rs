@@ -142,23 +142,20 @@ fn cert_dir_with(ca_file: &Path, dir: &Path) -> PathBuf {
 
 /// `skopeo copy docker://IMAGE dir:OUT`, IMAGE being `HOST/REPO:TAG` or `HOST/REPO@sha256:...`
 /// with HOST the registry (or trustgate) itself. Returns the manifest bytes skopeo wrote and
-/// their digest.
+/// their digest. For a multi-platform image skopeo copies only this machine's platform and
+/// writes *that* manifest: use [`skopeo_copy_with`] and `--all` to keep the index.
 pub fn skopeo_copy(image: &str, transport: &Transport) -> PullResult {
+    skopeo_copy_with(image, transport, &[])
+}
+
+/// [`skopeo_copy`] with extra `skopeo copy` arguments (e.g. `--all`).
+pub fn skopeo_copy_with(image: &str, transport: &Transport, extra: &[&str]) -> PullResult {
     let work = tempdir();
     let out = work.path().join("out");
-    let mut cmd = Command::new(require_tool("skopeo"));
-    // The machine's policy.json is not ours to rely on; trust decisions are trustgate's job.
-    cmd.args(["--insecure-policy", "copy", "--retry-times", "0"]);
-    match transport {
-        Transport::PlainHttp => {
-            cmd.arg("--src-tls-verify=false");
-        }
-        Transport::Tls { ca_file } => {
-            cmd.arg("--src-cert-dir")
-                .arg(cert_dir_with(ca_file, work.path()));
-        }
-    }
-    cmd.arg(format!("docker://{image}"))
+    let mut cmd = skopeo(transport, "copy", work.path());
+    cmd.args(["--retry-times", "0"])
+        .args(extra)
+        .arg(format!("docker://{image}"))
         .arg(format!("dir:{}", out.display()));
     let run = run_command(cmd, CLIENT_TIMEOUT);
     let manifest = if run.success {
@@ -172,6 +169,44 @@ pub fn skopeo_copy(image: &str, transport: &Transport) -> PullResult {
         digest,
         manifest,
     }
+}
+
+/// `skopeo inspect --raw docker://IMAGE`: the manifest (or index) bytes exactly as served
+/// for IMAGE, without fetching blobs.
+pub fn skopeo_inspect_raw(image: &str, transport: &Transport) -> PullResult {
+    let work = tempdir();
+    let mut cmd = skopeo(transport, "inspect", work.path());
+    cmd.args(["--retry-times", "0", "--raw"])
+        .arg(format!("docker://{image}"));
+    let run = run_command(cmd, CLIENT_TIMEOUT);
+    let manifest = run.success.then(|| run.stdout.clone().into_bytes());
+    let digest = manifest.as_deref().map(sha256_digest);
+    PullResult {
+        run,
+        digest,
+        manifest,
+    }
+}
+
+/// `skopeo --insecure-policy SUBCOMMAND` with the source transport's TLS flags.
+fn skopeo(transport: &Transport, subcommand: &str, work: &Path) -> Command {
+    let mut cmd = Command::new(require_tool("skopeo"));
+    // The machine's policy.json is not ours to rely on; trust decisions are trustgate's job.
+    cmd.args(["--insecure-policy", subcommand]);
+    let (verify_flag, cert_flag) = if subcommand == "copy" {
+        ("--src-tls-verify=false", "--src-cert-dir")
+    } else {
+        ("--tls-verify=false", "--cert-dir")
+    };
+    match transport {
+        Transport::PlainHttp => {
+            cmd.arg(verify_flag);
+        }
+        Transport::Tls { ca_file } => {
+            cmd.arg(cert_flag).arg(cert_dir_with(ca_file, work));
+        }
+    }
+    cmd
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,12 +289,18 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     /// makes `proxy` (`host:port`) the `server` — see [`hosts_toml`]. Returns the digest
     /// `ctr images ls` records for IMAGE and the manifest bytes from the content store.
     pub fn pull(&self, image: &str, proxy: &str, transport: &Transport) -> PullResult {
-        self.pull_with_hosts_toml(image, &hosts_toml(proxy, transport))
+        self.pull_with_hosts_toml(image, &hosts_toml(proxy, transport), &[])
     }
 
-    /// `ctr images pull` with `hosts_toml` filed under IMAGE's registry (e.g. a file from
-    /// `deploy/containerd/` with its addresses substituted).
-    pub fn pull_with_hosts_toml(&self, image: &str, hosts_toml: &str) -> PullResult {
+    /// `ctr images pull [EXTRA...]` with `hosts_toml` filed under IMAGE's registry (e.g. a
+    /// file from `deploy/containerd/` with its addresses substituted). EXTRA: e.g.
+    /// `--all-platforms`, `--platform linux/arm64`.
+    pub fn pull_with_hosts_toml(
+        &self,
+        image: &str,
+        hosts_toml: &str,
+        extra: &[&str],
+    ) -> PullResult {
         let registry = image.split('/').next().expect("image has a registry part");
         let hosts = tempfile::Builder::new()
             .prefix("hosts-")
@@ -271,6 +312,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let mut cmd = self.ctr();
         cmd.args(["images", "pull", "--hosts-dir"])
             .arg(hosts.path())
+            .args(extra)
             .arg(image);
         let run = run_command(cmd, CLIENT_TIMEOUT);
         let digest = if run.success {
