@@ -200,29 +200,26 @@ fn reached_key(registry: &str, repository: &str, digest: &str) -> String {
 }
 
 /// Digests a manifest references: an index's or manifest list's `manifests`, an image
-/// manifest's `config`, `layers` and `subject`. Media-type agnostic on purpose: whatever a
-/// signed manifest names by digest was vouched for by the signature over its bytes.
+/// manifest's `config`, `layers` and `subject`. Docker's schema2 manifest and manifest list
+/// have the same shape as their OCI counterparts, so oci-spec's types read both. Whatever a
+/// signed manifest names by digest is vouched for by the signature over its bytes; what does
+/// not parse contributes nothing (fail closed for `signed-only`).
 pub fn referenced_digests(manifest: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut push = |d: &serde_json::Value| {
-        if let Some(s) = d.get("digest").and_then(|x| x.as_str()) {
-            out.push(s.to_string());
-        }
-    };
-    for list in ["manifests", "layers", "blobs"] {
-        if let Some(items) = v.get(list).and_then(|x| x.as_array()) {
-            items.iter().for_each(&mut push);
-        }
+    use oci_spec::image::{ImageIndex, ImageManifest};
+    if let Ok(m) = ImageManifest::from_reader(manifest) {
+        let mut out = vec![m.config().digest().to_string()];
+        out.extend(m.layers().iter().map(|l| l.digest().to_string()));
+        out.extend(m.subject().iter().map(|s| s.digest().to_string()));
+        return out;
     }
-    for single in ["config", "subject"] {
-        if let Some(d) = v.get(single) {
-            push(d);
-        }
+    if let Ok(i) = ImageIndex::from_reader(manifest) {
+        return i
+            .manifests()
+            .iter()
+            .map(|d| d.digest().to_string())
+            .collect();
     }
-    out
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -231,13 +228,22 @@ mod tests {
 
     #[test]
     fn referenced_digests_of_index_and_manifest() {
-        let index =
-            br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:aa"},{"digest":"sha256:bb"}]}"#;
-        assert_eq!(referenced_digests(index), vec!["sha256:aa", "sha256:bb"]);
-        let manifest = br#"{"schemaVersion":2,"config":{"digest":"sha256:cc"},"layers":[{"digest":"sha256:dd"}]}"#;
-        let mut got = referenced_digests(manifest);
-        got.sort();
-        assert_eq!(got, vec!["sha256:cc", "sha256:dd"]);
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|x| format!("sha256:{}", x.repeat(64)));
+        let desc =
+            |mt: &str, dg: &str| format!(r#"{{"mediaType":"{mt}","size":1,"digest":"{dg}"}}"#);
+        let m2 = "application/vnd.docker.distribution.manifest.v2+json";
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{},{}]}}"#,
+            desc(m2, &a),
+            desc(m2, &b)
+        );
+        assert_eq!(referenced_digests(index.as_bytes()), vec![a, b]);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{m2}","config":{},"layers":[{}]}}"#,
+            desc("application/vnd.docker.container.image.v1+json", &c),
+            desc("application/vnd.docker.image.rootfs.diff.tar.gzip", &d)
+        );
+        assert_eq!(referenced_digests(manifest.as_bytes()), vec![c, d]);
         assert!(referenced_digests(b"not json").is_empty());
     }
 }
