@@ -473,3 +473,4 @@ impl MetadataSource for MemSource {
         })
     }
 }
+pub mod harness;
