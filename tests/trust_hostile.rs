@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use time::Duration;
 use trustfix::harness::*;
 use trustfix::{digest_of, envelope, target, MemSource, Repo, Signer};
-use trustgate::trust::{RefusalReason, TrustError};
+use trustgate::trust::{CertPin, RefusalReason, TrustError, TrustPinning, TrustSettings};
 
 #[tokio::test]
 async fn expired_top_level_roles_are_refused() {
@@ -606,4 +606,52 @@ async fn corrupt_state_file_is_an_error_not_a_reset() {
         .await
         .unwrap_err();
     assert!(matches!(err, TrustError::Store { .. }), "{err:?}");
+}
+
+/// A pin added after the repository was trusted on first use applies at once, to the cached
+/// root, online and offline.
+#[tokio::test]
+async fn pin_added_later_applies_to_the_cached_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+    let mut pinning = TrustPinning::default();
+    pinning
+        .certs
+        .insert(GUN.into(), vec![CertPin::KeyId("00".repeat(32))]);
+    let s = TrustSettings {
+        pinning,
+        ..settings(dir.path())
+    };
+    let err = resolve(&client_at(&src, s.clone(), repo.now), "v1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
+    src.set_offline(true);
+    let err = resolve(&client_at(&src, s, repo.now), "v1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
+}
+
+/// Per-file bounds are not enough: the whole update has a byte budget.
+#[tokio::test]
+async fn update_byte_budget_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    let mut s = settings(dir.path());
+    s.limits.max_update_bytes = (p.root.len() + p.timestamp.len() + p.snapshot.len()) as u64;
+    let err = resolve(&client_at(&src, s, repo.now), "v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::TooLarge { role, .. } if role == "targets"),
+        "{err:?}"
+    );
 }

@@ -141,7 +141,13 @@ impl TrustedRepo {
             paths: vec![String::new()],
             expires: self.base_expiry(),
         }]);
+        // A role listed several times is visited once: repeated listings would otherwise
+        // multiply the walk at every level.
+        let mut visited = std::collections::BTreeSet::new();
         while let Some(role) = queue.pop_front() {
+            if !visited.insert(role.name) {
+                continue;
+            }
             let Some(loaded) = self.targets.get(role.name) else {
                 continue;
             };
