@@ -279,3 +279,54 @@ async fn pinning_certs_ca_and_tofu() {
         .await
         .unwrap();
 }
+
+/// `notary remove` + publish: a tag the client saw signed and that a later version dropped is
+/// reported as revoked (also after a restart), and signing it again clears that.
+#[tokio::test]
+async fn removed_tag_is_reported_as_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "latest")
+        .await
+        .unwrap();
+
+    repo.targets.remove("latest");
+    repo.targets_version = 2;
+    repo.snapshot_version = 2;
+    repo.timestamp_version = 2;
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    let err = resolve(&c, "latest").await.unwrap_err();
+    assert_eq!(
+        err,
+        TrustError::TagRevoked {
+            gun: GUN.into(),
+            tag: "latest".into(),
+            role: "targets".into()
+        }
+    );
+    assert_eq!(err.reason(), RefusalReason::TagRevoked);
+    let restarted = client(&src, dir.path(), repo.now);
+    assert!(matches!(
+        resolve(&restarted, "latest").await,
+        Err(TrustError::TagRevoked { .. })
+    ));
+    // A tag never seen is still simply not signed.
+    assert!(matches!(
+        resolve(&c, "other").await,
+        Err(TrustError::TagNotSigned { .. })
+    ));
+
+    repo.targets
+        .insert("latest".into(), target(b"manifest-latest-2"));
+    repo.targets_version = 3;
+    repo.snapshot_version = 3;
+    repo.timestamp_version = 3;
+    repo.publish(&src);
+    let v = resolve(&client(&src, dir.path(), repo.now), "latest")
+        .await
+        .unwrap();
+    assert_eq!(v.digest(), digest_of(b"manifest-latest-2"));
+}

@@ -148,6 +148,12 @@ impl Update<'_> {
 
         let (loaded, skipped) = self.load_delegations(&state, &snapshot, targets).await?;
 
+        // Remember tags a role signed before and has since dropped (revocations).
+        for (name, t) in &loaded {
+            if let Some(old) = state.bytes(name).filter(|old| *old != t.bytes) {
+                state.note_revocations(name, &tags_of(name, &old), t.targets.targets.keys());
+            }
+        }
         // Persist: the trusted root, versions only ever raised, and the verified bytes.
         state.metadata.clear();
         state.set_bytes(ROOT, &root.bytes);
@@ -171,6 +177,7 @@ impl Update<'_> {
             targets: loaded,
             skipped,
             offline,
+            revoked: state.revoked.clone(),
         })
     }
 
@@ -380,4 +387,12 @@ fn meta_of<'m>(
 ) -> Result<&'m FileMeta, TrustError> {
     meta.get(role)
         .ok_or_else(|| TrustError::malformed(parent, format!("meta lacks {role}")))
+}
+
+/// Target names in a previously verified targets file (best effort: it verified when stored).
+fn tags_of(role: &str, bytes: &[u8]) -> Vec<String> {
+    wire::Envelope::parse(role, bytes)
+        .and_then(|env| env.typed::<wire::Targets>(role, "Targets"))
+        .map(|t| t.targets.into_keys().collect())
+        .unwrap_or_default()
 }
