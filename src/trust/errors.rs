@@ -33,13 +33,19 @@ pub enum TrustError {
     NoTrustData { gun: String },
     #[error("tag {tag} of {gun} is not signed")]
     TagNotSigned { gun: String, tag: String },
+    #[error("tag {tag} of {gun} was signed by {role} and has been revoked")]
+    TagRevoked {
+        gun: String,
+        tag: String,
+        role: String,
+    },
     #[error("tag {tag} is signed only by {roles:?}, which is not an accepted role")]
     SignedOnlyByOtherRole { tag: String, roles: Vec<String> },
     #[error("trust server unreachable for {file}: {reason}")]
     Unreachable { file: String, reason: String },
     #[error("trust server refused {file}: {reason}")]
     Refused { file: String, reason: String },
-    #[error("{role} metadata expired at {expires}")]
+    #[error("{role} metadata expired at {}", rfc3339(expires))]
     Expired {
         role: String,
         expires: OffsetDateTime,
@@ -99,7 +105,11 @@ pub enum TrustError {
         expected: String,
         got: String,
     },
-    #[error("root certificate {keyid} is not valid now (valid {not_before} .. {not_after})")]
+    #[error(
+        "root certificate {keyid} is not valid now (valid {} .. {})",
+        rfc3339(not_before),
+        rfc3339(not_after)
+    )]
     RootCertExpired {
         keyid: String,
         not_before: OffsetDateTime,
@@ -131,12 +141,18 @@ pub enum TrustError {
     },
 }
 
+fn rfc3339(t: &OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 impl TrustError {
     /// The coarse verdict. Exhaustive on purpose: a new variant must choose its reason.
     pub fn reason(&self) -> RefusalReason {
         match self {
             TrustError::NoTrustData { .. } => RefusalReason::NoTrustData,
             TrustError::TagNotSigned { .. } => RefusalReason::TagNotSigned,
+            TrustError::TagRevoked { .. } => RefusalReason::TagRevoked,
             TrustError::SignedOnlyByOtherRole { .. } => RefusalReason::SignedByUnacceptedRole,
             TrustError::Unreachable { .. } | TrustError::Refused { .. } => {
                 RefusalReason::Unreachable

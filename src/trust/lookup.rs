@@ -7,7 +7,7 @@
 //! tag within its (parent-restricted) paths wins. Docker then accepts the result only if that
 //! role is itself one of the listed roles — a tag found only in, say, `targets/ci` is refused.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use time::OffsetDateTime;
 
@@ -70,6 +70,8 @@ pub struct TrustedRepo {
     pub(crate) skipped: BTreeMap<String, TrustError>,
     /// True when the trust server was unreachable and stored metadata was used.
     pub(crate) offline: bool,
+    /// Per role, tags it signed before and has since dropped.
+    pub(crate) revoked: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A role on the walk, with the paths its ancestors allow and the earliest expiry so far.
@@ -141,7 +143,13 @@ impl TrustedRepo {
             paths: vec![String::new()],
             expires: self.base_expiry(),
         }]);
+        // A role listed several times is visited once: repeated listings would otherwise
+        // multiply the walk at every level.
+        let mut visited = std::collections::BTreeSet::new();
         while let Some(role) = queue.pop_front() {
+            if !visited.insert(role.name) {
+                continue;
+            }
             let Some(loaded) = self.targets.get(role.name) else {
                 continue;
             };
@@ -224,14 +232,15 @@ impl TrustedRepo {
     }
 
     /// Docker's lookup: the tag from the first of `roles` (priority order) whose subtree signs
-    /// it, accepted only if the signing role is one of `roles`.
+    /// it, accepted only if the signing role is one of `roles`. No roles means Docker's
+    /// default, `targets/releases` then `targets`.
     pub fn lookup(
         &self,
         tag: &str,
         roles: &[String],
         now: OffsetDateTime,
     ) -> Result<VerifiedTarget, TrustError> {
-        let names: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let names = role_names(roles);
         for role in &names {
             let skip: Vec<&str> = names.iter().copied().filter(|r| r != role).collect();
             if let Some(found) = self.find(tag, role, &skip) {
@@ -281,6 +290,19 @@ impl TrustedRepo {
                 return err.clone();
             }
         }
+        for role in roles {
+            if self
+                .revoked
+                .get(*role)
+                .is_some_and(|tags| tags.contains(tag))
+            {
+                return TrustError::TagRevoked {
+                    gun: self.gun.clone(),
+                    tag: tag.to_owned(),
+                    role: (*role).to_owned(),
+                };
+            }
+        }
         if !holders.is_empty() {
             return TrustError::SignedOnlyByOtherRole {
                 tag: tag.to_owned(),
@@ -301,7 +323,7 @@ impl TrustedRepo {
         roles: &[String],
         now: OffsetDateTime,
     ) -> Result<Vec<VerifiedTarget>, TrustError> {
-        let names: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let names = role_names(roles);
         let mut seen: BTreeMap<&str, VerifiedTarget> = BTreeMap::new();
         for role in &names {
             let skip: Vec<&str> = names.iter().copied().filter(|r| r != role).collect();
@@ -359,4 +381,13 @@ fn children<'a>(loaded: &'a LoadedTargets, parent: &Visit<'a>) -> Vec<Visit<'a>>
             expires: parent.expires,
         })
         .collect()
+}
+
+/// The roles to consult; none given means Docker's default.
+fn role_names(roles: &[String]) -> Vec<&str> {
+    if roles.is_empty() {
+        super::client::DEFAULT_ROLES.to_vec()
+    } else {
+        roles.iter().map(String::as_str).collect()
+    }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256, Sha512};
 use time::OffsetDateTime;
 
 use super::errors::TrustError;
-use super::pin::{pinned_subset, valid_root_certs, TrustPinning};
+use super::pin::{pinned_subset, previous_root_keys, valid_root_certs, TrustPinning};
 use super::verify::{verify_threshold, Authority};
 use super::wire::{self, Envelope, FileMeta, Root, Snapshot, Targets, Timestamp, TufKey};
 
@@ -161,7 +161,16 @@ pub fn accept_next_root(
         }
     }
     check_version(ROOT, version, Some(prev.version))?;
-    let prev_auth = prev.authority(ROOT)?;
+    let prev_spec = prev
+        .root
+        .roles
+        .get(ROOT)
+        .ok_or_else(|| TrustError::malformed(ROOT, "previous root lacks the root role"))?;
+    let prev_auth = Authority {
+        role: ROOT,
+        keys: previous_root_keys(gun, &prev.root, &prev_spec.keyids),
+        threshold: prev_spec.threshold,
+    };
     match verify_threshold(&prev_auth, &env, &canonical) {
         Ok(_) => {}
         Err(TrustError::KeyIdMismatch { .. } | TrustError::ThresholdNotMet { .. }) => {
@@ -202,6 +211,31 @@ pub fn accept_next_root(
 /// The version a root file claims, read before deciding how to verify it.
 pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
     parse_root(bytes).map(|(_, _, _, v)| v)
+}
+
+/// A root trusted earlier (perhaps on first use, before the operator pinned this GUN) must
+/// still satisfy an explicit pin: valid root certificates that the pin accepts, a threshold of
+/// them signing. Notary checks pins only when a root changes; checking the cached root too
+/// means adding a pin takes effect at once.
+pub fn check_explicit_pin(
+    gun: &str,
+    trusted: &LoadedRoot,
+    pinning: &TrustPinning,
+    now: OffsetDateTime,
+) -> Result<(), TrustError> {
+    if !crate::trust::pin::explicitly_pinned(pinning, gun) {
+        return Ok(());
+    }
+    let (env, canonical, root, _) = parse_root(&trusted.bytes)?;
+    let spec = &root.roles[ROOT];
+    let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
+    let pinned = pinned_subset(pinning, gun, valid, false, now)?;
+    let authority = Authority {
+        role: ROOT,
+        keys: pinned,
+        threshold: spec.threshold,
+    };
+    verify_threshold(&authority, &env, &canonical).map(|_| ())
 }
 
 /// Re-checks a stored root (verified when it was accepted) against its own keys. Expiry is

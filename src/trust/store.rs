@@ -4,7 +4,7 @@
 //! fsync, rename, fsync of the directory), so a crash leaves either the old or the new state
 //! and a restart cannot reset versions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,6 +26,10 @@ pub struct TrustedState {
     pub versions: BTreeMap<String, u64>,
     /// Last verified bytes per role name, base64 (root always present once trusted).
     pub metadata: BTreeMap<String, String>,
+    /// Per role, tags it once signed and a later version dropped (`notary remove` + publish),
+    /// so a refusal can say "revoked" rather than "not signed". Bounded per role.
+    #[serde(default)]
+    pub revoked: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl TrustedState {
@@ -54,6 +58,33 @@ impl TrustedState {
             role.to_owned(),
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
+    }
+
+    /// Most revoked tags remembered per role; the oldest-named are dropped past it.
+    pub const MAX_REVOKED_PER_ROLE: usize = 4096;
+
+    /// Records that `role` went from signing `before` to signing `after`.
+    pub fn note_revocations<'a>(
+        &mut self,
+        role: &str,
+        before: &[String],
+        after: impl Iterator<Item = &'a String> + Clone,
+    ) {
+        let set = self.revoked.entry(role.to_owned()).or_default();
+        for tag in before {
+            if !after.clone().any(|t| t == tag) {
+                set.insert(tag.clone());
+            }
+        }
+        for tag in after {
+            set.remove(tag);
+        }
+        while set.len() > Self::MAX_REVOKED_PER_ROLE {
+            set.pop_first();
+        }
+        if set.is_empty() {
+            self.revoked.remove(role);
+        }
     }
 
     /// Raises (never lowers) a role's recorded version.
@@ -137,6 +168,15 @@ impl StateStore {
                     path: path.display().to_string(),
                     reason,
                 };
+                // Another process sharing the directory may have recorded higher versions
+                // meanwhile: never write them back down.
+                let mut state = state.clone();
+                if let Ok(Some(current)) = self.load(gun) {
+                    for (role, v) in current.versions {
+                        state.raise_version(&role, v);
+                    }
+                }
+                let state = &state;
                 let bytes = serde_json::to_vec_pretty(state).map_err(|e| err(e.to_string()))?;
                 let mut tmp = tempfile_in(dir).map_err(|e| err(e.to_string()))?;
                 tmp.1.write_all(&bytes).map_err(|e| err(e.to_string()))?;
@@ -190,4 +230,56 @@ fn tempfile_in(dir: &Path) -> std::io::Result<TempFile> {
         std::io::ErrorKind::AlreadyExists,
         "no free temp file name",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_atomic_and_never_lowers_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::dir(dir.path()).unwrap();
+        assert_eq!(store.load("example.com/app").unwrap(), None);
+
+        let mut s = TrustedState::new("example.com/app");
+        s.raise_version("timestamp", 5);
+        s.set_bytes("root", b"{root}");
+        store.save(&s).unwrap();
+        assert_eq!(store.load("example.com/app").unwrap().as_ref(), Some(&s));
+
+        // A writer holding older state cannot lower what is recorded.
+        let mut older = TrustedState::new("example.com/app");
+        older.raise_version("timestamp", 3);
+        store.save(&older).unwrap();
+        let got = store.load("example.com/app").unwrap().unwrap();
+        assert_eq!(got.version("timestamp"), Some(5));
+
+        // Only the state file remains: temp files were renamed away.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // GUNs map to distinct hashed files and a file never serves another GUN.
+        assert_eq!(store.load("example.com/other").unwrap(), None);
+        let path = StateStore::file_for(dir.path(), "example.com/app");
+        std::fs::copy(&path, StateStore::file_for(dir.path(), "example.com/other")).unwrap();
+        assert!(matches!(
+            store.load("example.com/other"),
+            Err(TrustError::Store { .. })
+        ));
+    }
+
+    #[test]
+    fn revocations_are_tracked_and_cleared() {
+        let mut s = TrustedState::new("g");
+        let before = vec!["a".to_string(), "b".to_string()];
+        let after = vec!["b".to_string()];
+        s.note_revocations("targets", &before, after.iter());
+        assert!(s.revoked["targets"].contains("a"));
+        let again = ["a".to_string(), "b".to_string()];
+        s.note_revocations("targets", &after, again.iter());
+        assert!(!s.revoked.contains_key("targets"));
+    }
 }

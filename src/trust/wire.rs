@@ -35,6 +35,7 @@ pub struct Signature {
 #[derive(Deserialize)]
 struct RawEnvelope {
     signed: Value,
+    #[serde(default)]
     signatures: Option<Vec<Signature>>,
 }
 
@@ -97,6 +98,7 @@ pub struct KeyVal {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RoleKeys {
+    #[serde(default, deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
 }
@@ -105,7 +107,9 @@ pub struct RoleKeys {
 pub struct Root {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub keys: BTreeMap<String, TufKey>,
+    #[serde(default, deserialize_with = "nullable")]
     pub roles: BTreeMap<String, RoleKeys>,
     #[serde(default)]
     pub consistent_snapshot: bool,
@@ -115,6 +119,7 @@ pub struct Root {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FileMeta {
     pub length: i64,
+    #[serde(default, deserialize_with = "nullable")]
     pub hashes: BTreeMap<String, String>,
     /// Kept as raw JSON: its content is the publisher's business.
     #[serde(default)]
@@ -125,6 +130,7 @@ pub struct FileMeta {
 pub struct Snapshot {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
@@ -132,6 +138,7 @@ pub struct Snapshot {
 pub struct Timestamp {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
@@ -139,7 +146,7 @@ pub struct Timestamp {
 pub struct Targets {
     pub version: i64,
     pub expires: Expires,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub targets: BTreeMap<String, FileMeta>,
     #[serde(default)]
     pub delegations: Option<Delegations>,
@@ -147,19 +154,30 @@ pub struct Targets {
 
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Delegations {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub keys: BTreeMap<String, TufKey>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub roles: Vec<DelegationRole>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DelegationRole {
     pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub paths: Vec<String>,
+}
+
+/// Go marshals a nil slice or map as `null` (notary writes `"roles":null` once the last
+/// delegation is removed) and reads `null` back as empty: do the same for every collection.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// An RFC 3339 instant, as Go's `time.Time` writes it (0–9 fractional digits).
@@ -220,4 +238,84 @@ pub fn decoded_hashes(
 pub fn meta_length(role: &str, meta: &FileMeta) -> Result<u64, TrustError> {
     u64::try_from(meta.length)
         .map_err(|_| TrustError::malformed(role, format!("negative length {}", meta.length)))
+}
+
+/// Runs every parser that sees unverified metadata over `data`, discarding results: the fuzz
+/// target's body (fuzz/fuzz_targets/parse_metadata.rs), also run by the tests below.
+pub fn exercise_parsers(data: &[u8]) {
+    let Ok(env) = Envelope::parse("fuzz", data) else {
+        return;
+    };
+    let _ = env.canonical_signed("fuzz");
+    if let Ok(root) = env.typed::<Root>("root", "Root") {
+        for key in root.keys.values() {
+            let _ = super::keys::PublicKey::from_tuf(key);
+        }
+    }
+    if let Ok(t) = env.typed::<Targets>("targets", "Targets") {
+        for meta in t.targets.values() {
+            let _ = decoded_hashes("targets", meta);
+            let _ = meta_length("targets", meta);
+        }
+        for role in t.delegations.iter().flat_map(|d| &d.roles) {
+            let _ = super::roles::check_delegation_name("targets", &role.name);
+        }
+    }
+    let _ = env.typed::<Snapshot>("snapshot", "Snapshot");
+    let _ = env.typed::<Timestamp>("timestamp", "Timestamp");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"signed":{"_type":"Root","consistent_snapshot":false,
+        "expires":"2036-11-23T11:30:00.123456789Z","version":1,
+        "keys":{"k1":{"keytype":"ed25519","keyval":{"private":null,
+            "public":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}},
+        "roles":{"root":{"keyids":["k1"],"threshold":1},"targets":{"keyids":["k1"],"threshold":1},
+            "snapshot":{"keyids":["k1"],"threshold":1},"timestamp":{"keyids":["k1"],"threshold":1}}},
+        "signatures":[{"keyid":"k1","method":"eddsa","sig":"AAAA"}]}"#;
+
+    #[test]
+    fn parses_fractional_expiry_and_capitalised_type() {
+        let env = Envelope::parse("root", SAMPLE.as_bytes()).unwrap();
+        let root: Root = env.typed("root", "Root").unwrap();
+        assert_eq!(root.expires.0.nanosecond(), 123_456_789);
+        assert!(matches!(
+            env.typed::<Root>("root", "root"),
+            Err(TrustError::WrongType { .. })
+        ));
+    }
+
+    #[test]
+    fn null_collections_read_as_empty_like_go() {
+        let t = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":3,
+            "targets":null,"delegations":{"keys":{},"roles":null}},"signatures":null}"#;
+        let env = Envelope::parse("targets", t).unwrap();
+        assert!(env.signatures.is_empty());
+        let targets: Targets = env.typed("targets", "Targets").unwrap();
+        assert!(targets.targets.is_empty());
+        assert!(targets.delegations.unwrap().roles.is_empty());
+    }
+
+    #[test]
+    fn parsers_survive_truncation_and_byte_flips() {
+        let bytes = SAMPLE.as_bytes();
+        for end in 0..bytes.len() {
+            exercise_parsers(&bytes[..end]);
+        }
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let mut b = bytes.to_vec();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = (state as usize) % b.len();
+                b[i] = (state >> 32) as u8;
+            }
+            exercise_parsers(&b);
+        }
+    }
 }

@@ -34,6 +34,8 @@ const P256_SPKI_PREFIX: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703
 enum Kind {
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
+    /// `None` for keys ring will not sign with (below 2048 bits): signatures are zeros.
+    RsaPss(Option<ring::signature::RsaKeyPair>),
 }
 
 /// A key the test holds: its TUF form, its keyid, and the private half to sign with.
@@ -65,6 +67,27 @@ impl Signer {
         }
     }
 
+    /// An RSA key from tests/fixtures/keys (ring cannot generate RSA keys), as `rsa` with its
+    /// SubjectPublicKeyInfo or as `rsa-x509` with a certificate file; signs with `rsapss`.
+    pub fn rsa_fixture(stem: &str, cert: Option<&str>) -> Signer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+        let der = std::fs::read(dir.join(format!("{stem}.key.der"))).unwrap();
+        let kp = ring::signature::RsaKeyPair::from_der(&der).ok();
+        let (keytype, public) = match cert {
+            None => (
+                "rsa",
+                std::fs::read(dir.join(format!("{stem}.spki"))).unwrap(),
+            ),
+            Some(file) => ("rsa-x509", std::fs::read(dir.join(file)).unwrap()),
+        };
+        Signer {
+            keytype: keytype.into(),
+            public_b64: b64(&public),
+            kind: Kind::RsaPss(kp),
+            pkcs8: der,
+        }
+    }
+
     pub fn ed25519() -> Signer {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -90,8 +113,22 @@ impl Signer {
         not_after: OffsetDateTime,
         issuer: Option<&TestIssuer>,
     ) -> Signer {
+        self.as_cert_with(cn, not_before, not_after, issuer, false)
+    }
+
+    pub fn as_cert_with(
+        &self,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        issuer: Option<&TestIssuer>,
+        is_ca: bool,
+    ) -> Signer {
         let key = KeyPair::try_from(self.pkcs8.as_slice()).unwrap();
         let mut params = CertificateParams::default();
+        if is_ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
@@ -130,6 +167,7 @@ impl Signer {
         match self.kind {
             Kind::Ecdsa(_) => "ecdsa",
             Kind::Ed25519(_) => "eddsa",
+            Kind::RsaPss(_) => "rsapss",
         }
     }
 
@@ -141,6 +179,18 @@ impl Signer {
                 .as_ref()
                 .to_vec(),
             Kind::Ed25519(kp) => kp.sign(msg).as_ref().to_vec(),
+            Kind::RsaPss(None) => vec![0; 128],
+            Kind::RsaPss(Some(kp)) => {
+                let mut sig = vec![0; kp.public().modulus_len()];
+                kp.sign(
+                    &ring::signature::RSA_PSS_SHA256,
+                    &SystemRandom::new(),
+                    msg,
+                    &mut sig,
+                )
+                .unwrap();
+                sig
+            }
         }
     }
 
@@ -418,6 +468,8 @@ pub struct MemSource {
     files: Mutex<HashMap<String, Bytes>>,
     pub offline: AtomicBool,
     pub fetches: AtomicUsize,
+    /// Every file asked for, in order.
+    pub log: Mutex<Vec<String>>,
 }
 
 impl MemSource {
@@ -441,6 +493,9 @@ impl MemSource {
     pub fn remove(&self, file: &str) {
         self.files.lock().unwrap().remove(file);
     }
+    pub fn fetched(&self, file: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|f| f == file)
+    }
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, Ordering::SeqCst);
     }
@@ -455,6 +510,7 @@ impl MetadataSource for MemSource {
     ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         Box::pin(async move {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            self.log.lock().unwrap().push(file.to_owned());
             if self.offline.load(Ordering::SeqCst) {
                 return Err(FetchError::Unreachable {
                     file: file.into(),
@@ -473,3 +529,4 @@ impl MetadataSource for MemSource {
         })
     }
 }
+pub mod harness;
