@@ -267,6 +267,13 @@ async fn addhash_sha256_only_target() {
     assert_eq!(got.length(), 1234);
 }
 
+fn root_version_on_server(server: &NotaryServer, gun: &str) -> u64 {
+    let (status, body) = server.get_raw(gun, "root.json");
+    assert_eq!(status, 200);
+    let root: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    root["signed"]["version"].as_u64().unwrap()
+}
+
 async fn root_rotation(flavour: Flavour) {
     let gun = "example.com/rotate";
     let server = NotaryServer::start(flavour);
@@ -276,21 +283,31 @@ async fn root_rotation(flavour: Flavour) {
     cli.publish(gun);
     let old_state = support::tempdir();
     resolve(&server, old_state.path(), gun, "v1").await.unwrap();
-    let (_, root_v1) = server.get_raw(gun, "root.json");
+    let before = root_version_on_server(&server, gun);
+    // Two rotations, so a client holding the first root must walk `<n>.root.json` one by one.
+    cli.rotate_root(gun);
     cli.rotate_root(gun);
     cli.add(gun, "v2", b"after rotation", &[]);
     cli.publish(gun);
-    let (_, root_now) = server.get_raw(gun, "root.json");
-    assert_ne!(root_v1, root_now, "the root really rotated");
+    let now = root_version_on_server(&server, gun);
+    assert!(
+        now >= before + 2,
+        "the root really rotated twice: {before} -> {now}"
+    );
     // A fresh client trusts the new root on first use.
     let fresh = support::tempdir();
     let got = resolve(&server, fresh.path(), gun, "v2").await.unwrap();
     assert_same_as_notary(&cli, gun, "v2", &got);
-    // A client that pinned the old root follows the rotation (old + new keys signed it).
+    // A client that pinned the old root follows the rotation (each step signed by old + new).
     let got = resolve(&server, old_state.path(), gun, "v2").await.unwrap();
     assert_same_as_notary(&cli, gun, "v2", &got);
     let got = resolve(&server, old_state.path(), gun, "v1").await.unwrap();
     assert_same_as_notary(&cli, gun, "v1", &got);
+    let repo = trust_client(&server, old_state.path())
+        .repo(gun)
+        .await
+        .unwrap();
+    assert_eq!(repo.root_version(), now);
 }
 both_flavours!(root_rotation, root_rotation_local, root_rotation_remote);
 
@@ -327,6 +344,40 @@ both_flavours!(
     server_snapshot_local,
     server_snapshot_remote
 );
+
+/// The server's data for a GUN is deleted and re-created under a new root key that the old
+/// root never signed (a compromised or careless server operator). A client that already
+/// trusts the old root must refuse it; a client meeting the GUN for the first time trusts
+/// the new data on first use, as `notary lookup` with a fresh trust dir does.
+async fn replaced_root(flavour: Flavour) {
+    let gun = "example.com/replaced";
+    let server = NotaryServer::start(flavour);
+    let first = NotaryCli::new(&server);
+    first.init(gun);
+    first.add(gun, "v1", b"original", &[]);
+    first.publish(gun);
+    let pinned = support::tempdir();
+    resolve(&server, pinned.path(), gun, "v1").await.unwrap();
+    first.run(&["delete", gun, "--remote"]);
+    assert_eq!(server.get_raw(gun, "root.json").0, 404);
+    let second = NotaryCli::new(&server);
+    second.init(gun);
+    second.add(gun, "v1", b"replacement", &[]);
+    second.publish(gun);
+    let err = resolve(&server, pinned.path(), gun, "v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::RootNotSignedByPrevious { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), RefusalReason::SignatureInvalid);
+    let fresh = support::tempdir();
+    let got = resolve(&server, fresh.path(), gun, "v1").await.unwrap();
+    assert_same_as_notary(&second, gun, "v1", &got);
+    assert_eq!(got.digest(), digest_of(b"replacement"));
+}
+both_flavours!(replaced_root, replaced_root_local, replaced_root_remote);
 
 #[tokio::test]
 async fn repository_without_trust_data() {
