@@ -1,0 +1,935 @@
+//! Trust verification against liars: every hostile case of issue 3 is built here by signing
+//! modified metadata with keys the test holds, served from memory, and must be refused with its
+//! own error variant. The good paths (DCT role priority, rotation, offline use) are here too.
+
+mod trustfix;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+use trustfix::{digest_of, envelope, target, Delegation, MemSource, Repo, Signer, TestIssuer};
+use trustgate::trust::{
+    default_roles, CertPin, RefusalReason, TrustClient, TrustError, TrustPinning, TrustSettings,
+};
+
+const GUN: &str = "registry.example/team/app";
+
+fn settings(dir: &Path) -> TrustSettings {
+    TrustSettings {
+        state_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+fn client_at(src: &Arc<MemSource>, s: TrustSettings, now: OffsetDateTime) -> TrustClient {
+    TrustClient::new(s, src.clone())
+        .unwrap()
+        .with_clock(Arc::new(move || now))
+}
+
+fn client(src: &Arc<MemSource>, dir: &Path, now: OffsetDateTime) -> TrustClient {
+    client_at(src, settings(dir), now)
+}
+
+/// A repo with `latest` in targets and `v1` in targets/releases.
+fn repo_with_releases() -> Repo {
+    let mut repo = Repo::new(GUN);
+    repo.targets
+        .insert("latest".into(), target(b"manifest-latest"));
+    repo.targets
+        .insert("v1".into(), target(b"manifest-v1-from-targets"));
+    repo.delegations.push(Delegation {
+        name: "targets/releases".into(),
+        keys: vec![Signer::ecdsa()],
+        threshold: 1,
+        paths: vec![String::new()],
+        targets: BTreeMap::from([("v1".to_string(), target(b"manifest-v1"))]),
+        version: 1,
+        expires: repo.now + Duration::days(365),
+    });
+    repo
+}
+
+async fn resolve(
+    c: &TrustClient,
+    tag: &str,
+) -> Result<trustgate::trust::VerifiedTarget, TrustError> {
+    c.resolve(GUN, tag, &default_roles()).await
+}
+
+#[tokio::test]
+async fn good_path_prefers_releases_then_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+
+    let v1 = resolve(&c, "v1").await.unwrap();
+    assert_eq!(v1.digest(), digest_of(b"manifest-v1"));
+    assert_eq!(v1.role(), "targets/releases");
+    assert_eq!(v1.length(), b"manifest-v1".len() as u64);
+    assert_eq!(v1.gun(), GUN);
+    assert_eq!(v1.tag(), "v1");
+    assert_eq!(v1.keyids(), [repo.delegations[0].keys[0].id()]);
+    // The earliest expiry among root, timestamp, snapshot, targets, releases: the timestamp.
+    assert_eq!(
+        v1.expires().unix_timestamp(),
+        repo.timestamp_expires.unix_timestamp()
+    );
+
+    let latest = resolve(&c, "latest").await.unwrap();
+    assert_eq!(latest.digest(), digest_of(b"manifest-latest"));
+    assert_eq!(latest.role(), "targets");
+    assert_eq!(latest.keyids(), [repo.targets_keys[0].id()]);
+
+    let err = resolve(&c, "nope").await.unwrap_err();
+    assert!(matches!(err, TrustError::TagNotSigned { .. }), "{err:?}");
+    assert_eq!(err.reason(), RefusalReason::TagNotSigned);
+
+    let listed = c.list(GUN, &default_roles()).await.unwrap();
+    let tags: Vec<(&str, &str)> = listed.iter().map(|t| (t.tag(), t.role())).collect();
+    assert_eq!(tags, [("latest", "targets"), ("v1", "targets/releases")]);
+}
+
+#[tokio::test]
+async fn tag_only_in_other_delegation_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = Repo::new(GUN);
+    repo.delegations.push(Delegation {
+        name: "targets/ci".into(),
+        keys: vec![Signer::ed25519()],
+        threshold: 1,
+        paths: vec![String::new()],
+        targets: BTreeMap::from([("nightly".to_string(), target(b"nightly"))]),
+        version: 1,
+        expires: repo.now + Duration::days(30),
+    });
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    let err = resolve(&c, "nightly").await.unwrap_err();
+    match &err {
+        TrustError::SignedOnlyByOtherRole { roles, .. } => assert_eq!(roles, &["targets/ci"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.reason(), RefusalReason::SignedByUnacceptedRole);
+    // Configured to accept targets/ci, it is trusted; per-role lookup sees it too.
+    let ok = c
+        .resolve(GUN, "nightly", &["targets/ci".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(ok.role(), "targets/ci");
+    let repo_state = c.update(GUN).await.unwrap();
+    assert_eq!(
+        repo_state
+            .lookup_in_role("nightly", "targets/ci", repo.now)
+            .unwrap()
+            .digest(),
+        digest_of(b"nightly")
+    );
+    assert!(repo_state
+        .lookup_in_role("nightly", "targets", repo.now)
+        .is_err());
+}
+
+#[tokio::test]
+async fn no_trust_data_and_unreachable_are_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let c = client(&src, dir.path(), OffsetDateTime::now_utc());
+    let err = resolve(&c, "latest").await.unwrap_err();
+    assert!(matches!(err, TrustError::NoTrustData { .. }), "{err:?}");
+    assert_eq!(err.reason(), RefusalReason::NoTrustData);
+    src.set_offline(true);
+    let err = resolve(&c, "latest").await.unwrap_err();
+    assert!(matches!(err, TrustError::Unreachable { .. }), "{err:?}");
+    assert_eq!(err.reason(), RefusalReason::Unreachable);
+}
+
+#[tokio::test]
+async fn offline_uses_stored_metadata_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+
+    src.set_offline(true);
+    // A restarted proxy, server down: stored, re-verified metadata still answers.
+    let c = client(&src, dir.path(), repo.now + Duration::days(1));
+    assert!(c.update(GUN).await.unwrap().offline());
+    assert_eq!(
+        resolve(&c, "v1").await.unwrap().digest(),
+        digest_of(b"manifest-v1")
+    );
+    // Once the stored timestamp expires, it fails closed.
+    let late = client(&src, dir.path(), repo.now + Duration::days(15));
+    let err = resolve(&late, "v1").await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::Expired { role, .. } if role == "timestamp"),
+        "{err:?}"
+    );
+}
+
+async fn expect_err(src: &Arc<MemSource>, now: OffsetDateTime, tag: &str) -> TrustError {
+    let dir = tempfile::tempdir().unwrap();
+    resolve(&client(src, dir.path(), now), tag)
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn expired_top_level_roles_are_refused() {
+    for role in ["timestamp", "snapshot", "targets", "root"] {
+        let src = MemSource::new();
+        let mut repo = repo_with_releases();
+        let past = repo.now - Duration::seconds(1);
+        match role {
+            "timestamp" => repo.timestamp_expires = past,
+            "snapshot" => repo.snapshot_expires = past,
+            "targets" => repo.targets_expires = past,
+            _ => repo.root_expires = past,
+        }
+        repo.publish(&src);
+        let err = expect_err(&src, repo.now, "latest").await;
+        assert!(
+            matches!(&err, TrustError::Expired { role: r, .. } if r == role),
+            "{role}: {err:?}"
+        );
+        assert_eq!(err.reason(), RefusalReason::Expired);
+    }
+}
+
+#[tokio::test]
+async fn expired_delegation_is_skipped_and_named() {
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.delegations[0].expires = repo.now - Duration::seconds(1);
+    repo.delegations[0]
+        .targets
+        .insert("only-in-releases".into(), target(b"x"));
+    repo.publish(&src);
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&src, dir.path(), repo.now);
+    // Docker falls through to `targets` for a tag it also signs...
+    assert_eq!(resolve(&c, "v1").await.unwrap().role(), "targets");
+    // ...and a tag only the expired delegation signed is refused as expired.
+    let err = resolve(&c, "only-in-releases").await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::Expired { role, .. } if role == "targets/releases"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn timestamp_rollback_is_refused_also_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.timestamp_version = 2;
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+
+    // The server now offers an older (validly signed) timestamp.
+    repo.timestamp_version = 1;
+    repo.publish(&src);
+    let same = client(&src, dir.path(), repo.now);
+    let err = resolve(&same, "v1").await.unwrap_err();
+    assert_eq!(
+        err,
+        TrustError::Rollback {
+            role: "timestamp".into(),
+            trusted: 2,
+            got: 1
+        }
+    );
+    assert_eq!(err.reason(), RefusalReason::SignatureInvalid);
+    // A new process on the same state directory remembers.
+    drop(same);
+    let restarted = client(&src, dir.path(), repo.now);
+    let err = resolve(&restarted, "v1").await.unwrap_err();
+    assert_eq!(
+        err,
+        TrustError::Rollback {
+            role: "timestamp".into(),
+            trusted: 2,
+            got: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn snapshot_targets_and_delegation_rollback_are_refused() {
+    for role in ["snapshot", "targets", "targets/releases"] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = MemSource::new();
+        let mut repo = repo_with_releases();
+        let set = |repo: &mut Repo, v: u64| match role {
+            "snapshot" => repo.snapshot_version = v,
+            "targets" => repo.targets_version = v,
+            _ => repo.delegations[0].version = v,
+        };
+        set(&mut repo, 5);
+        repo.publish(&src);
+        resolve(&client(&src, dir.path(), repo.now), "v1")
+            .await
+            .unwrap();
+        set(&mut repo, 4);
+        repo.timestamp_version = 2; // a fresh timestamp vouching for the old file
+        repo.publish(&src);
+        let err = resolve(&client(&src, dir.path(), repo.now), "v1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TrustError::Rollback {
+                role: role.into(),
+                trusted: 5,
+                got: 4
+            },
+            "{role}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bytes_not_matching_recorded_hash_or_length_are_refused() {
+    // Snapshot served under its by-hash name with different (validly signed) content.
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    let name = format!(
+        "snapshot.{}.json",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&p.snapshot))
+    );
+    // Same length, still validly signed, different bytes (a tab for a space): only the hash
+    // can tell.
+    let text = String::from_utf8(p.snapshot.clone()).unwrap();
+    let same_len = text.replacen("\n  ", "\n\t ", 1);
+    assert_eq!(same_len.len(), text.len());
+    assert_ne!(same_len, text);
+    src.put(&name, same_len.as_bytes());
+    let err = expect_err(&src, repo.now, "v1").await;
+    assert!(
+        matches!(&err, TrustError::HashMismatch { role, .. } if role == "snapshot"),
+        "{err:?}"
+    );
+    // Different length.
+    let mut longer = p.snapshot.clone();
+    longer.extend_from_slice(b"\n\n");
+    src.put(&name, &longer);
+    let err = expect_err(&src, repo.now, "v1").await;
+    assert!(
+        matches!(&err, TrustError::LengthMismatch { role, .. } if role == "snapshot"),
+        "{err:?}"
+    );
+    let mut shorter = p.snapshot.clone();
+    shorter.pop();
+    src.put(&name, &shorter);
+    let err = expect_err(&src, repo.now, "v1").await;
+    assert!(
+        matches!(&err, TrustError::LengthMismatch { role, .. } if role == "snapshot"),
+        "{err:?}"
+    );
+
+    // Targets whose bytes differ from what the snapshot records (same length, re-signed).
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    let tname = format!(
+        "targets.{}.json",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&p.targets))
+    );
+    let mut evil: Value = serde_json::from_slice(&p.targets).unwrap();
+    evil["signed"]["targets"]["latest"] = target(b"manifest-evil!!");
+    let mut evil = envelope(&evil["signed"], &[&repo.targets_keys[0]]);
+    evil.resize(p.targets.len(), b' ');
+    src.put(&tname, &evil);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::HashMismatch { role, .. } if role == "targets"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn threshold_not_met_and_duplicates_never_count_twice() {
+    // Targets needs 2 of 2 keys; only one signs.
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.targets_keys.push(Signer::ecdsa());
+    repo.targets_threshold = 2;
+    let mut p = repo.build();
+    p.targets = envelope(&repo.targets_signed(), &[&repo.targets_keys[0]]);
+    serve_rebuilt(&repo, &src, p);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::ThresholdNotMet {
+            role: "targets".into(),
+            valid: 1,
+            threshold: 2
+        }
+    );
+
+    // One key's signature duplicated to fake a threshold of 2.
+    let src = MemSource::new();
+    let mut p = repo.build();
+    p.targets = envelope(
+        &repo.targets_signed(),
+        &[&repo.targets_keys[0], &repo.targets_keys[0]],
+    );
+    serve_rebuilt(&repo, &src, p);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::ThresholdNotMet {
+            role: "targets".into(),
+            valid: 1,
+            threshold: 2
+        }
+    );
+
+    // One key listed twice under two keyids (as `ecdsa` and as a certificate of the same key).
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    let k = Signer::ecdsa();
+    let same_key_cert = k.as_cert(
+        "whoever",
+        repo.now - Duration::days(1),
+        repo.now + Duration::days(9),
+        None,
+    );
+    assert_ne!(k.id(), same_key_cert.id());
+    repo.targets_keys = vec![k, same_key_cert];
+    repo.targets_threshold = 2;
+    repo.publish(&src);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::ThresholdNotMet {
+            role: "targets".into(),
+            valid: 1,
+            threshold: 2
+        }
+    );
+}
+
+/// Serves files as given, recomputing snapshot and timestamp over them.
+fn serve_rebuilt(repo: &Repo, src: &MemSource, p: trustfix::Published) {
+    let snapshot = envelope(
+        &repo.snapshot_signed(&p.root, &p.targets, &p.delegations),
+        &[&repo.snapshot_key],
+    );
+    let timestamp = envelope(&repo.timestamp_signed(&snapshot), &[&repo.timestamp_key]);
+    src.put_role("root", &p.root);
+    src.put_role("targets", &p.targets);
+    for (name, bytes) in &p.delegations {
+        src.put_role(name, bytes);
+    }
+    src.put_role("snapshot", &snapshot);
+    src.put("timestamp.json", &timestamp);
+}
+
+#[tokio::test]
+async fn signature_by_unauthorised_key_is_refused() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let mut p = repo.build();
+    // Signed by the snapshot key, which the root does not authorise for targets.
+    p.targets = envelope(&repo.targets_signed(), &[&repo.snapshot_key]);
+    serve_rebuilt(&repo, &src, p);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::ThresholdNotMet {
+            role: "targets".into(),
+            valid: 0,
+            threshold: 1
+        }
+    );
+
+    // A delegation signed by a key its parent does not name.
+    let src = MemSource::new();
+    let mut p = repo.build();
+    let stranger = Signer::ecdsa();
+    p.delegations[0].1 = envelope(&Repo::delegation_signed(&repo.delegations[0]), &[&stranger]);
+    serve_rebuilt(&repo, &src, p);
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&src, dir.path(), repo.now);
+    let state = c.update(GUN).await.unwrap();
+    assert!(matches!(
+        state.skipped().get("targets/releases"),
+        Some(TrustError::ThresholdNotMet { valid: 0, .. })
+    ));
+    // v1 then comes from `targets`, never from the forged releases file.
+    assert_eq!(
+        resolve(&c, "v1").await.unwrap().digest(),
+        digest_of(b"manifest-v1-from-targets")
+    );
+}
+
+#[tokio::test]
+async fn key_listed_under_a_wrong_id_is_a_hard_error() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let mut p = repo.build();
+    let mut signed = repo.targets_signed();
+    let k = Signer::ecdsa();
+    let fake_id = repo.delegations[0].keys[0].id();
+    // The releases role authorises `fake_id`, but the key listed under it is another key.
+    signed["delegations"]["keys"][&fake_id] = k.tuf();
+    p.targets = envelope(&signed, &[&repo.targets_keys[0]]);
+    let mut dsig = Repo::delegation_signed(&repo.delegations[0]);
+    dsig["version"] = json!(1);
+    let msg = trustgate::trust::canonical::encode(&dsig).unwrap();
+    let mut sig = k.signature(&msg);
+    sig["keyid"] = json!(fake_id);
+    p.delegations[0].1 = serde_json::to_vec(&json!({"signed": dsig, "signatures": [sig]})).unwrap();
+    serve_rebuilt(&repo, &src, p);
+    let err = expect_err(&src, repo.now, "v1").await;
+    assert!(
+        matches!(&err, TrustError::KeyIdMismatch { listed, .. } if *listed == fake_id),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn delegation_signing_outside_its_paths_is_refused() {
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.delegations[0].paths = vec!["v".into()];
+    repo.delegations[0]
+        .targets
+        .insert("prod".into(), target(b"sneaky"));
+    repo.publish(&src);
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&src, dir.path(), repo.now);
+    assert_eq!(resolve(&c, "v1").await.unwrap().role(), "targets/releases");
+    let err = resolve(&c, "prod").await.unwrap_err();
+    assert_eq!(
+        err,
+        TrustError::DelegationPathViolation {
+            role: "targets/releases".into(),
+            target: "prod".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn child_paths_are_limited_by_the_parent() {
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.delegations[0].paths = vec!["v".into()];
+    // targets/releases/team claims everything, but its parent only allows `v*`.
+    let child = Delegation {
+        name: "targets/releases/team".into(),
+        keys: vec![Signer::ecdsa()],
+        threshold: 1,
+        paths: vec![String::new(), "v2".into()],
+        targets: BTreeMap::from([
+            ("prod".to_string(), target(b"x")),
+            ("v2".to_string(), target(b"v2")),
+        ]),
+        version: 1,
+        expires: repo.now + Duration::days(5),
+    };
+    // Publish the child by hand: the fixture's delegations all hang off `targets`.
+    let p = repo.build();
+    let child_bytes = Repo::delegation_bytes(&child);
+    let mut rel_signed = Repo::delegation_signed(&repo.delegations[0]);
+    rel_signed["delegations"] = json!({
+        "keys": {child.keys[0].id(): child.keys[0].tuf()},
+        "roles": [{"name": child.name, "keyids": [child.keys[0].id()], "threshold": 1, "paths": child.paths}],
+    });
+    let rel_bytes = envelope(&rel_signed, &[&repo.delegations[0].keys[0]]);
+    let delegations = vec![
+        ("targets/releases".to_string(), rel_bytes),
+        (child.name.clone(), child_bytes),
+    ];
+    serve_rebuilt(&repo, &src, trustfix::Published { delegations, ..p });
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&src, dir.path(), repo.now);
+    let v2 = c
+        .resolve(GUN, "v2", &["targets/releases/team".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(v2.role(), "targets/releases/team");
+    let err = c
+        .resolve(GUN, "prod", &["targets/releases/team".to_string()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::DelegationPathViolation { .. }),
+        "{err:?}"
+    );
+    // Docker's default roles: v2 is found under releases' subtree but signed by a child, not
+    // by releases itself, so Docker refuses it.
+    let err = resolve(&c, "v2").await.unwrap_err();
+    assert!(
+        matches!(err, TrustError::SignedOnlyByOtherRole { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_delegation_names_fail_the_update() {
+    for name in ["targets/Releases", "targets/a/b", "other/x", "targets/"] {
+        let src = MemSource::new();
+        let mut repo = repo_with_releases();
+        repo.delegations[0].name = name.into();
+        repo.publish(&src);
+        let err = expect_err(&src, repo.now, "latest").await;
+        assert!(
+            matches!(err, TrustError::InvalidDelegation { .. }),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn root_rotation_walks_versions_and_needs_the_old_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    resolve(&c, "v1").await.unwrap();
+
+    // v2: new root key, signed by old and new (as `notary key rotate root` does); v3 likewise.
+    for v in [2, 3] {
+        let old = repo.root_keys.remove(0);
+        repo.root_keys = vec![Signer::root_cert(
+            GUN,
+            repo.now - Duration::days(1),
+            repo.now + Duration::days(900),
+        )];
+        repo.root_version = v;
+        let root = envelope(&repo.root_signed(), &[&old, &repo.root_keys[0]]);
+        src.put(&format!("{v}.root.json"), &root);
+        src.put_role("root", &root);
+    }
+    repo.targets_version = 2;
+    repo.snapshot_version = 2;
+    repo.timestamp_version = 2;
+    let p = repo.build();
+    serve_rebuilt(
+        &repo,
+        &src,
+        trustfix::Published {
+            root: src_root(&src),
+            ..p
+        },
+    );
+    let state = c.update(GUN).await.unwrap();
+    assert_eq!(state.root_version(), 3);
+
+    // v4 signed only by a new key, not by v3's: refused.
+    repo.root_keys = vec![Signer::root_cert(
+        GUN,
+        repo.now - Duration::days(1),
+        repo.now + Duration::days(900),
+    )];
+    repo.root_version = 4;
+    let root = envelope(&repo.root_signed(), &[&repo.root_keys[0]]);
+    src.put("4.root.json", &root);
+    src.put_role("root", &root);
+    let err = c.update(GUN).await.unwrap_err();
+    assert_eq!(err, TrustError::RootNotSignedByPrevious { version: 4 });
+    // Serving an older root than trusted is a rollback.
+    let dir2 = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        state_file(dir.path()),
+        dir2.path()
+            .join(state_file(dir.path()).file_name().unwrap()),
+    )
+    .unwrap();
+    let mut old_repo = repo_with_releases();
+    old_repo.root_version = 1;
+    src.put_role("root", &old_repo.root_bytes());
+    let err = client(&src, dir2.path(), repo.now)
+        .update(GUN)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TrustError::Rollback {
+            role: "root".into(),
+            trusted: 3,
+            got: 1
+        }
+    );
+}
+
+fn src_root(src: &MemSource) -> Vec<u8> {
+    use trustgate::trust::MetadataSource;
+    futures_util::FutureExt::now_or_never(src.fetch(GUN, "root.json", u64::MAX))
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+fn state_file(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn root_cert_wrong_cn_or_expired_is_refused() {
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.root_keys = vec![Signer::root_cert(
+        "registry.example/other",
+        repo.now - Duration::days(1),
+        repo.now + Duration::days(9),
+    )];
+    repo.publish(&src);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::RootCertWrongCn { expected, got, .. } if expected == GUN && got == "registry.example/other"),
+        "{err:?}"
+    );
+
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.root_keys = vec![Signer::root_cert(
+        GUN,
+        repo.now - Duration::days(10),
+        repo.now - Duration::days(1),
+    )];
+    repo.publish(&src);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(matches!(err, TrustError::RootCertExpired { .. }), "{err:?}");
+    assert_eq!(err.reason(), RefusalReason::Expired);
+
+    // A plain (non-certificate) root key is not a root certificate.
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.root_keys = vec![Signer::ecdsa()];
+    repo.publish(&src);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(err, TrustError::RootCertRejected { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn pinning_certs_ca_and_tofu() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    let run = |pinning: TrustPinning| {
+        let src = src.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let s = TrustSettings {
+                pinning,
+                ..settings(dir.path())
+            };
+            resolve(&client_at(&src, s, repo_now()), "latest").await
+        }
+    };
+    // Pinned to another certificate: refused.
+    let mut p = TrustPinning::default();
+    p.certs
+        .insert(GUN.into(), vec![CertPin::KeyId("00".repeat(32))]);
+    let err = run(p).await.unwrap_err();
+    assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
+    // Wildcard pin to the right certificate (by DER), and to its keyid: accepted.
+    let mut p = TrustPinning::default();
+    p.certs.insert(
+        "registry.example/*".into(),
+        vec![CertPin::CertDer(repo.root_keys[0].cert_der())],
+    );
+    run(p).await.unwrap();
+    let mut p = TrustPinning::default();
+    p.certs
+        .insert(GUN.into(), vec![CertPin::KeyId(repo.root_keys[0].id())]);
+    run(p).await.unwrap();
+    // A CA pin for the prefix: the self-signed root was not issued by it.
+    let ca = TestIssuer::new("Pinned CA");
+    let mut p = TrustPinning::default();
+    p.ca.insert("registry.example/".into(), vec![ca.der()]);
+    let err = run(p.clone()).await.unwrap_err();
+    assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
+    // TOFU disabled and nothing pinned.
+    let err = run(TrustPinning {
+        disable_tofu: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, TrustError::TofuDisabled { .. }), "{err:?}");
+
+    // A root certificate issued by the pinned CA is accepted.
+    let src2 = MemSource::new();
+    let mut repo2 = repo_with_releases();
+    let key = Signer::ecdsa();
+    repo2.root_keys = vec![key.as_cert(
+        GUN,
+        repo2.now - Duration::days(1),
+        repo2.now + Duration::days(9),
+        Some(&ca),
+    )];
+    repo2.publish(&src2);
+    let dir = tempfile::tempdir().unwrap();
+    let s = TrustSettings {
+        pinning: TrustPinning {
+            disable_tofu: true,
+            ..p
+        },
+        ..settings(dir.path())
+    };
+    resolve(&client_at(&src2, s, repo2.now), "latest")
+        .await
+        .unwrap();
+}
+
+fn repo_now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+#[tokio::test]
+async fn oversized_metadata_is_refused() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    let mut ts = repo.timestamp_signed(&p.snapshot);
+    ts["padding"] = json!("x".repeat(1 << 20));
+    src.put("timestamp.json", &envelope(&ts, &[&repo.timestamp_key]));
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::TooLarge {
+            role: "timestamp".into(),
+            limit: 1 << 20
+        }
+    );
+
+    let src = MemSource::new();
+    repo.publish(&src);
+    src.put_role("root", &vec![b' '; (2 << 20) + 1]);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::TooLarge { role, .. } if role == "root"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_type_are_refused() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    src.put("timestamp.json", b"{\"signed\": {\"_type\": \"Timestamp\",");
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::Malformed { role, .. } if role == "timestamp"),
+        "{err:?}"
+    );
+
+    // A correctly signed timestamp that claims to be a snapshot.
+    let mut ts = repo.timestamp_signed(&p.snapshot);
+    ts["_type"] = json!("Snapshot");
+    src.put("timestamp.json", &envelope(&ts, &[&repo.timestamp_key]));
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::WrongType {
+            role: "timestamp".into(),
+            expected: "Timestamp".into(),
+            got: "Snapshot".into()
+        }
+    );
+    // No signatures at all.
+    src.put(
+        "timestamp.json",
+        &serde_json::to_vec(
+            &json!({"signed": repo.timestamp_signed(&p.snapshot), "signatures": []}),
+        )
+        .unwrap(),
+    );
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert_eq!(
+        err,
+        TrustError::Unsigned {
+            role: "timestamp".into()
+        }
+    );
+}
+
+/// Notary signs docker/go canonical JSON, which writes `<`, `>`, `&`, control characters and
+/// non-ASCII raw. A target name with all of them must verify against a signature made over
+/// exactly those bytes — and that signature would not match serde_json's encoding.
+#[tokio::test]
+async fn canonical_json_uses_notary_escaping() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.build();
+    let name = "a<b>&c\u{e9}\u{1}\"\\";
+    let h = trustfix::b64(&<sha2::Sha256 as sha2::Digest>::digest(b"m"));
+    let expires = trustfix::rfc3339(repo.targets_expires);
+    // Hand-written canonical form: sorted keys, no whitespace, only `"` and `\` escaped.
+    let canonical = format!(
+        "{{\"_type\":\"Targets\",\"delegations\":{{\"keys\":{{}},\"roles\":[]}},\"expires\":\"{expires}\",\"targets\":{{\"a<b>&c\u{e9}\u{1}\\\"\\\\\":{{\"hashes\":{{\"sha256\":\"{h}\"}},\"length\":1}}}},\"version\":1}}"
+    );
+    // JSON text may not carry a raw control character, so the value is built directly.
+    let signed = json!({
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "expires": expires,
+        "targets": {name: {"hashes": {"sha256": h}, "length": 1}},
+        "version": 1,
+    });
+    assert_ne!(
+        serde_json::to_vec(&signed).unwrap(),
+        canonical.as_bytes(),
+        "serde_json would differ"
+    );
+    let sig = repo.targets_keys[0].signature(canonical.as_bytes());
+    // The file itself is pretty-printed (whitespace and escapes differ from what was signed).
+    let targets =
+        serde_json::to_vec_pretty(&json!({"signed": signed, "signatures": [sig]})).unwrap();
+    serve_rebuilt(
+        &repo,
+        &src,
+        trustfix::Published {
+            targets,
+            delegations: vec![],
+            ..p
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let got = resolve(&client(&src, dir.path(), repo.now), name)
+        .await
+        .unwrap();
+    assert_eq!(got.digest(), digest_of(b"m"));
+}
+
+#[tokio::test]
+async fn corrupt_state_file_is_an_error_not_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+    std::fs::write(state_file(dir.path()), b"{}").unwrap();
+    let err = resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TrustError::Store { .. }), "{err:?}");
+}
