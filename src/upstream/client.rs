@@ -12,6 +12,7 @@ use url::Url;
 
 use super::auth::{self, BearerChallenge, Challenge};
 use super::body::read_body_limited;
+use super::realm;
 use super::token::{self, BearerToken, ParsedToken, TokenCache};
 use super::{ClientSettings, Credentials, UpstreamError, UpstreamRequest};
 
@@ -117,10 +118,12 @@ impl UpstreamClient {
     }
 
     /// Sends `req` to `base_url + path_and_query`. A cached token for `req.scope` is attached
-    /// up front. On a 401 with a Bearer challenge a token is fetched (for `req.scope`, else the
-    /// challenge's scope) and the request retried once; on a 401 with a Basic challenge and
-    /// configured credentials it is retried once with Basic. Any other answer, a 401 after the
-    /// retry included, is returned as is for the caller to map.
+    /// up front. On a 401 with a Bearer challenge a token is fetched (for `req.scope` and, when
+    /// it differs, the challenge's scope too: the upstream knows what it wants) and the request
+    /// retried once; on a 401 with a Basic challenge and configured credentials it is retried
+    /// once with Basic. Any other answer, a 401 after the retry included, is returned as is for
+    /// the caller to map. An `Authorization` header in `req.headers` is replaced whenever the
+    /// client attaches its own.
     ///
     /// The request timeout bounds the time until response headers (redirects included); the
     /// body is the caller's to read, e.g. with [`super::body::read_body_limited`] or
@@ -129,7 +132,9 @@ impl UpstreamClient {
         let url = self.url_for(&req.path_and_query)?;
         let first_auth = self.preemptive_auth(req.scope.as_deref()).await;
         let resp = self.attempt(&req, &url, &first_auth).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        // A challenge from a redirect target (object storage, say) is not our upstream's to
+        // make: answering it could send our credentials or tokens somewhere else.
+        if resp.status() != StatusCode::UNAUTHORIZED || resp.url().origin() != url.origin() {
             return Ok(resp);
         }
         let challenges = challenges_of(&resp);
@@ -141,15 +146,20 @@ impl UpstreamClient {
             .iter()
             .any(|c| matches!(c, Challenge::Basic { .. }));
         let retry_auth = if let Some(ch) = bearer {
-            let scope = req.scope.clone().or_else(|| ch.scope.clone());
-            let key = scope.clone().unwrap_or_default();
+            let mut scopes: Vec<String> = req.scope.iter().cloned().collect();
+            if let Some(s) = &ch.scope {
+                if !scopes.contains(s) {
+                    scopes.push(s.clone());
+                }
+            }
+            let key = scopes.join(" ");
             let rejected = match &first_auth {
                 Sent::Bearer(t) => Some(t),
                 _ => None,
             };
             let token = self
                 .tokens
-                .get_or_fetch(&key, rejected, || self.fetch_token(&ch, scope.as_deref()))
+                .get_or_fetch(&key, rejected, || self.fetch_token(&ch, &scopes))
                 .await?;
             Sent::Bearer(token)
         } else if basic && self.credentials.is_some() && !matches!(first_auth, Sent::Basic) {
@@ -158,8 +168,10 @@ impl UpstreamClient {
         } else {
             return Ok(resp);
         };
-        // The 401's body is small and unread; dropping it lets the pool decide on reuse.
-        drop(resp);
+        // Reading the small 401 body to its end lets the connection go back to the pool; a
+        // large or slow one is simply dropped with its connection.
+        let drain = self.request_timeout.min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(drain, read_body_limited(resp, 64 << 10)).await;
         self.attempt(&req, &url, &retry_auth).await
     }
 
@@ -275,11 +287,11 @@ impl UpstreamClient {
     }
 
     /// GET realm?service=..&scope=.. (distribution token spec), with Basic credentials only if
-    /// [`auth::may_send_credentials`] allows this realm, else anonymously.
+    /// [`realm::may_send_credentials`] allows this realm, else anonymously.
     async fn fetch_token(
         &self,
         ch: &BearerChallenge,
-        scope: Option<&str>,
+        scopes: &[String],
     ) -> Result<ParsedToken, UpstreamError> {
         let auth_err = |reason: String| UpstreamError::Auth {
             upstream: self.name.clone(),
@@ -298,16 +310,18 @@ impl UpstreamClient {
             if let Some(s) = &ch.service {
                 q.append_pair("service", s);
             }
-            if let Some(s) = scope {
+            for s in scopes {
                 q.append_pair("scope", s);
             }
         }
         let realm_host = realm.host_str().unwrap_or_default().to_string();
         let mut request = self.http.get(realm.clone());
+        let mut with_credentials = false;
         if let Some(c) = &self.credentials {
-            match auth::may_send_credentials(&self.base_url, &realm, &self.allowed_realms) {
+            match realm::may_send_credentials(&self.base_url, &realm, &self.allowed_realms) {
                 Ok(()) => {
                     request = request.basic_auth(&c.username, Some(&c.password));
+                    with_credentials = true;
                 }
                 Err(why) => {
                     tracing::warn!(
@@ -338,13 +352,25 @@ impl UpstreamClient {
             token::parse_token_response(&body, SystemTime::now())
                 .map_err(|e| auth_err(format!("token realm {realm_host}: {e}")))
         };
-        match tokio::time::timeout(self.request_timeout, fetch).await {
+        let result = match tokio::time::timeout(self.request_timeout, fetch).await {
             Ok(r) => r,
             Err(_) => Err(auth_err(format!(
                 "token realm {realm_host} did not answer within {:?}",
                 self.request_timeout
             ))),
+        };
+        match &result {
+            Ok(t) => tracing::debug!(
+                upstream = %self.name,
+                realm_host = %realm_host,
+                scopes = ?scopes,
+                with_credentials,
+                valid_for = ?t.use_for,
+                "fetched a registry token"
+            ),
+            Err(e) => tracing::warn!(upstream = %self.name, error = %e, "token fetch failed"),
         }
+        result
     }
 }
 
@@ -401,4 +427,76 @@ pub(crate) fn describe(e: &dyn StdError) -> String {
         cur = src.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> UpstreamClient {
+        UpstreamClient::new(ClientSettings {
+            name: "reg".into(),
+            base_url: base.parse().unwrap(),
+            ca_file: None,
+            credentials: Some(Credentials {
+                username: "user".into(),
+                password: "hunter2".into(),
+            }),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            allowed_realms: vec![],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_are_appended_and_cannot_leave_the_origin() {
+        let c = client("http://127.0.0.1:5000/");
+        assert_eq!(
+            c.url_for("/v2/a/b/manifests/t?ns=x").unwrap().as_str(),
+            "http://127.0.0.1:5000/v2/a/b/manifests/t?ns=x"
+        );
+        let c = client("https://mirror.example/prefix/");
+        assert_eq!(
+            c.url_for("/v2/").unwrap().as_str(),
+            "https://mirror.example/prefix/v2/"
+        );
+        for bad in ["v2/", "//evil.example/v2/", ""] {
+            assert!(
+                matches!(c.url_for(bad), Err(UpstreamError::InvalidRequest { .. })),
+                "{bad}"
+            );
+        }
+        // `@` in a path stays in the path; the host does not change.
+        let u = c.url_for("/v2/@evil.example/x").unwrap();
+        assert_eq!(u.host_str(), Some("mirror.example"));
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let s = |u: &str| ClientSettings {
+            name: "reg".into(),
+            base_url: u.parse().unwrap(),
+            ca_file: None,
+            credentials: None,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            allowed_realms: vec![],
+        };
+        assert!(matches!(
+            UpstreamClient::new(s("ftp://x/")),
+            Err(UpstreamError::Settings { .. })
+        ));
+        assert_eq!(UpstreamClient::new(s("https://x/")).unwrap().name(), "reg");
+    }
+
+    #[test]
+    fn debug_never_shows_the_password_or_basic_header() {
+        let c = client("https://reg.example");
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        let h = c.basic_header().unwrap();
+        assert!(h.is_sensitive());
+        assert!(!format!("{h:?}").contains("dXNlcjpodW50ZXIy"));
+    }
 }

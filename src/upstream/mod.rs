@@ -1,9 +1,18 @@
 //! HTTP client to upstream registries and trust servers: TLS (system roots plus an optional
 //! CA file), pooling, HTTP/2 where offered, Docker token auth, size-bounded reads.
+//!
+//! - [`UpstreamClient`]: one per remote; `send` answers Bearer/Basic challenges and retries once.
+//! - [`auth`]: the `WWW-Authenticate` parser; [`realm`]: which token realms may see credentials.
+//! - [`token`]: token responses and the per-scope cache (one fetch shared by concurrent callers).
+//! - [`body`]: [`read_body_limited`] for manifests and metadata, an idle timeout for streams.
+//!
+//! Authorization never crosses hosts: reqwest drops it on a redirect to another host or port,
+//! and a 401 from a redirect target is returned, not answered.
 
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod realm;
 pub mod token;
 
 pub use body::{body_stream_with_idle_timeout, read_body_limited, BodyError};

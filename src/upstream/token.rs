@@ -32,7 +32,8 @@ impl fmt::Debug for BearerToken {
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The token endpoint's answer. Either field may carry the token (`access_token` is the OAuth2
-/// name); when both are present they are the same token per the spec, and we prefer `token`.
+/// name); the spec leaves the choice open when both are present, and like the Docker client
+/// (`registry/client/auth/session.go`) we take `access_token`.
 #[derive(Deserialize)]
 struct TokenResponse {
     #[serde(default)]
@@ -75,9 +76,9 @@ pub fn parse_token_response(
             reason: e.to_string(),
         })?;
     let token = r
-        .token
+        .access_token
         .filter(|t| !t.is_empty())
-        .or(r.access_token.filter(|t| !t.is_empty()))
+        .or(r.token.filter(|t| !t.is_empty()))
         .ok_or(TokenResponseError::NoToken)?;
     let lifetime = r
         .expires_in
@@ -208,6 +209,10 @@ mod tests {
         assert_eq!(p.use_for, Duration::from_secs(270));
         let p = parse_token_response(br#"{"token":"","access_token":"xyz"}"#, now).unwrap();
         assert_eq!(p.token.expose(), "xyz");
+        let p = parse_token_response(br#"{"token":"abc","access_token":"xyz"}"#, now).unwrap();
+        assert_eq!(p.token.expose(), "xyz");
+        let p = parse_token_response(br#"{"token":"abc","access_token":""}"#, now).unwrap();
+        assert_eq!(p.token.expose(), "abc");
         assert_eq!(
             parse_token_response(br#"{"expires_in":300}"#, now).unwrap_err(),
             TokenResponseError::NoToken

@@ -8,6 +8,7 @@
 pub mod notary;
 pub mod pki;
 pub mod proc;
+pub mod tokenissuer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
