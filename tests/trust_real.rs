@@ -468,3 +468,84 @@ async fn docker_trust_inspect_agrees() {
         "{err:?}"
     );
 }
+
+/// A trust server behind Docker token auth: the notary CLI publishes as alice, trustgate
+/// resolves with alice's credentials and asks the issuer for exactly
+/// `repository:<GUN>:pull`; without credentials the server cannot be asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_trust_server() {
+    use support::tokenissuer::{IssuerOptions, TokenIssuer, ISSUER, SERVICE};
+    use trustgate::trust::fetch::{settings_for, HttpMetadataSource};
+    use trustgate::upstream::Credentials;
+
+    let dir = support::tempdir();
+    let issuer = TokenIssuer::start(
+        dir.path(),
+        IssuerOptions {
+            require: Some(("alice".into(), "s3cret".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    let auth = serde_json::json!({"type": "token", "options": {
+        "realm": issuer.realm("127.0.0.1"),
+        "service": SERVICE,
+        "issuer": ISSUER,
+        "rootcertbundle": issuer.cert_pem_path,
+    }});
+    let gun = "example.com/private";
+    let (server, cli) = tokio::task::spawn_blocking(move || {
+        let server = NotaryServer::start_with_auth(Flavour::Local, Some(auth), true);
+        let cli = NotaryCli::new(&server).with_auth("alice", "s3cret");
+        cli.init(gun);
+        cli.add(gun, "v1", b"private v1", &[]);
+        cli.publish(gun);
+        (server, cli)
+    })
+    .await
+    .unwrap();
+    let before = issuer.requests().len();
+
+    let mut settings = settings_for(&server.url, Some(server.ca_path.clone())).unwrap();
+    settings.credentials = Some(Credentials {
+        username: "alice".into(),
+        password: "s3cret".into(),
+    });
+    let source = HttpMetadataSource::from_settings(settings).unwrap();
+    let state = support::tempdir();
+    let client = TrustClient::new(
+        TrustSettings {
+            state_dir: Some(state.path().to_path_buf()),
+            ..TrustSettings::default()
+        },
+        Arc::new(source),
+    )
+    .unwrap();
+    let got = client.resolve(gun, "v1", &default_roles()).await.unwrap();
+    // `notary lookup` cannot be the oracle here: the notary CLI pulls anonymously (its
+    // read-only commands never send credentials), and this issuer requires them.
+    assert_eq!(got.digest(), digest_of(b"private v1"));
+    assert_eq!(got.length(), b"private v1".len() as u64);
+    assert_eq!(got.role(), "targets");
+    let ours: Vec<_> = issuer.requests().split_off(before);
+    assert!(!ours.is_empty());
+    let want = format!("repository:{gun}:pull");
+    assert!(
+        ours.iter()
+            .all(|r| r.scope.as_deref() == Some(want.as_str())),
+        "{ours:?}"
+    );
+
+    let anonymous = support::tempdir();
+    let err = resolve(&server, anonymous.path(), gun, "v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrustError::Refused { .. } | TrustError::Unreachable { .. }
+        ),
+        "{err:?}"
+    );
+    drop(cli);
+}

@@ -51,6 +51,18 @@ impl NotaryServer {
     }
 
     pub fn start(flavour: Flavour) -> NotaryServer {
+        NotaryServer::start_with_auth(flavour, None, false)
+    }
+
+    /// Like [`start`](Self::start), with notary-server's `auth` section (e.g. `{"type":"token",
+    /// "options":{realm, service, issuer, rootcertbundle}}`; see `tokenissuer`). With
+    /// `plain_http` the server speaks HTTP: needed when the token realm is plain HTTP, since
+    /// credentials are never sent from an https server to an http realm.
+    pub fn start_with_auth(
+        flavour: Flavour,
+        auth: Option<serde_json::Value>,
+        plain_http: bool,
+    ) -> NotaryServer {
         let server_bin = require_tool("notary-server");
         let dir = tempdir();
         let ca = TestCa::new("trustgate notary test CA");
@@ -96,7 +108,7 @@ impl NotaryServer {
             }
         };
 
-        let server_cfg = serde_json::json!({
+        let mut server_cfg = serde_json::json!({
             "server": {
                 "http_addr": addr.to_string(),
                 "tls_cert_file": tls.cert_path,
@@ -105,6 +117,15 @@ impl NotaryServer {
             "trust_service": trust_service,
             "storage": {"backend": "memory"},
         });
+        if let Some(auth) = auth {
+            server_cfg["auth"] = auth;
+        }
+        if plain_http {
+            if let Some(server) = server_cfg["server"].as_object_mut() {
+                server.remove("tls_cert_file");
+                server.remove("tls_key_file");
+            }
+        }
         let cfg_path = dir.path().join("server.json");
         std::fs::write(&cfg_path, server_cfg.to_string()).unwrap();
         let mut cmd = Command::new(server_bin);
@@ -113,7 +134,7 @@ impl NotaryServer {
         let mut me = NotaryServer {
             flavour,
             addr,
-            url: format!("https://{addr}"),
+            url: format!("{}://{addr}", if plain_http { "http" } else { "https" }),
             ca_path: tls.ca_path.clone(),
             tls,
             server,
@@ -303,6 +324,8 @@ pub struct ListRow {
 pub struct NotaryCli {
     bin: PathBuf,
     config: PathBuf,
+    /// `user:password` for a token-auth server (passed as `NOTARY_AUTH`, base64).
+    auth: Option<String>,
     pub trust_dir: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -324,9 +347,16 @@ impl NotaryCli {
         NotaryCli {
             bin: require_tool("notary"),
             config,
+            auth: None,
             trust_dir,
             dir,
         }
+    }
+
+    /// Logs in to a token-auth server as `user` (notary reads `NOTARY_AUTH`).
+    pub fn with_auth(mut self, user: &str, password: &str) -> NotaryCli {
+        self.auth = Some(format!("{user}:{password}"));
+        self
     }
 
     /// A scratch directory that lives as long as this CLI (for keys and target files).
@@ -340,6 +370,13 @@ impl NotaryCli {
         cmd.arg("-c").arg(&self.config).args(args);
         for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
             cmd.env(format!("NOTARY_{role}_PASSPHRASE"), PASSPHRASE);
+        }
+        if let Some(auth) = &self.auth {
+            use base64::Engine as _;
+            cmd.env(
+                "NOTARY_AUTH",
+                base64::engine::general_purpose::STANDARD.encode(auth),
+            );
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
