@@ -1,78 +1,14 @@
 //! Trust verification against the REAL notary-server (local ed25519 and signer-backed ecdsa
-//! server keys), with trust data published by the REAL notary CLI. Every positive result is
-//! compared with what `notary lookup` / `notary list` report for the same data.
+//! server keys), with trust data published by the REAL notary CLI: Docker Content Trust
+//! semantics. Every positive result is compared with what `notary lookup` / `notary list`
+//! report for the same data.
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-
 use support::notary::{
-    digest_of, docker_trust_inspect, DelegationKeyKind, Flavour, ListRow, LookupLine, NotaryCli,
-    NotaryServer,
+    assert_same_as_notary, both_flavours, digest_of, resolve, resolve_with, root_version_on_server,
+    trust_client, DelegationKeyKind, Flavour, NotaryCli, NotaryServer,
 };
-use trustgate::trust::{
-    default_roles, RefusalReason, TrustClient, TrustError, TrustSettings, VerifiedTarget,
-};
-
-fn trust_client(server: &NotaryServer, state: &Path) -> TrustClient {
-    let settings = TrustSettings {
-        state_dir: Some(state.to_path_buf()),
-        ..TrustSettings::default()
-    };
-    TrustClient::new(settings, Arc::new(server.metadata_source())).unwrap()
-}
-
-/// A trustgate verifier for one server with its own persisted state directory.
-async fn resolve_with(
-    server: &NotaryServer,
-    state: &Path,
-    gun: &str,
-    tag: &str,
-    roles: &[String],
-) -> Result<VerifiedTarget, TrustError> {
-    let client = trust_client(server, state);
-    client.resolve(gun, tag, roles).await
-}
-
-async fn resolve(
-    server: &NotaryServer,
-    state: &Path,
-    gun: &str,
-    tag: &str,
-) -> Result<VerifiedTarget, TrustError> {
-    resolve_with(server, state, gun, tag, &default_roles()).await
-}
-
-/// The verdict equals what the real notary client reports for the same tag: `notary lookup`
-/// for digest and size, `notary list` for the signing role.
-fn assert_same_as_notary(cli: &NotaryCli, gun: &str, tag: &str, got: &VerifiedTarget) {
-    let line: LookupLine = cli.lookup(gun, tag).expect("notary lookup");
-    assert_eq!(got.gun(), gun);
-    assert_eq!(got.tag(), tag);
-    assert_eq!(got.digest(), line.digest, "digest vs notary lookup");
-    assert_eq!(got.length(), line.size, "length vs notary lookup");
-    let rows: Vec<ListRow> = cli.list(gun);
-    let row = rows
-        .iter()
-        .find(|r| r.name == tag)
-        .expect("tag in notary list");
-    assert_eq!(got.role(), row.role, "role vs notary list");
-    assert!(!got.keyids().is_empty());
-}
-
-macro_rules! both_flavours {
-    ($scenario:ident, $local:ident, $remote:ident) => {
-        #[tokio::test]
-        async fn $local() {
-            $scenario(Flavour::Local).await
-        }
-        #[tokio::test]
-        async fn $remote() {
-            $scenario(Flavour::Remote).await
-        }
-    };
-}
-
+use trustgate::trust::{RefusalReason, TrustError};
 async fn plain_targets_tag(flavour: Flavour) {
     let gun = "example.com/plain";
     let server = NotaryServer::start(flavour);
@@ -267,13 +203,6 @@ async fn addhash_sha256_only_target() {
     assert_eq!(got.length(), 1234);
 }
 
-fn root_version_on_server(server: &NotaryServer, gun: &str) -> u64 {
-    let (status, body) = server.get_raw(gun, "root.json");
-    assert_eq!(status, 200);
-    let root: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    root["signed"]["version"].as_u64().unwrap()
-}
-
 async fn root_rotation(flavour: Flavour) {
     let gun = "example.com/rotate";
     let server = NotaryServer::start(flavour);
@@ -391,161 +320,43 @@ async fn repository_without_trust_data() {
     assert_eq!(err.reason(), RefusalReason::NoTrustData, "{err:?}");
 }
 
-#[tokio::test]
-async fn server_down_with_nothing_cached_fails_closed() {
-    let gun = "example.com/down";
-    let mut server = NotaryServer::local();
-    let cli = NotaryCli::new(&server);
-    cli.init(gun);
-    cli.add(gun, "v1", b"v1", &[]);
-    cli.publish(gun);
-    server.stop();
-    let state = support::tempdir();
-    let err = resolve(&server, state.path(), gun, "v1").await.unwrap_err();
-    assert_eq!(err.reason(), RefusalReason::Unreachable, "{err:?}");
-}
-
-#[tokio::test]
-async fn server_down_with_verified_cache_still_resolves() {
-    let gun = "example.com/airgap";
-    let mut server = NotaryServer::remote();
-    let cli = NotaryCli::new(&server);
-    cli.init(gun);
-    cli.add(gun, "v1", b"cached v1", &[]);
-    cli.publish(gun);
-    let state = support::tempdir();
-    let online = resolve(&server, state.path(), gun, "v1").await.unwrap();
-    assert_same_as_notary(&cli, gun, "v1", &online);
-    server.stop();
-    let offline = resolve(&server, state.path(), gun, "v1").await.unwrap();
-    assert_eq!(offline.digest(), online.digest());
-    assert_eq!(offline.length(), online.length());
-    assert_eq!(offline.role(), online.role());
-    let err = resolve(&server, state.path(), gun, "never-signed")
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), RefusalReason::TagNotSigned, "{err:?}");
-}
-
-#[tokio::test]
-async fn docker_trust_inspect_agrees() {
-    let gun = "registry.example/app";
-    let server = NotaryServer::local();
-    let cli = NotaryCli::new(&server);
-    cli.init(gun);
-    cli.add(gun, "v1", b"targets v1", &[]);
-    cli.publish(gun);
-    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
-    cli.add(gun, "v2", b"releases v2", &["targets/releases"]);
-    cli.publish(gun);
-    cli.add_delegation(gun, "targets/ci", DelegationKeyKind::PublicKey, None);
-    cli.add(gun, "ci-1", b"ci build", &["targets/ci"]);
-    cli.publish(gun);
-    let state = support::tempdir();
-    // Docker shows both accepted roles as "Repo Admin" (`notaryRoleToSigner`).
-    for tag in ["v1", "v2"] {
-        let got = resolve(&server, state.path(), gun, tag).await.unwrap();
-        let docker = docker_trust_inspect(&server, gun, tag);
-        assert_eq!(docker.len(), 1, "{docker:?}");
-        assert_eq!(docker[0].digest, got.digest());
-        assert_eq!(
-            docker[0].signers,
-            vec!["Repo Admin".to_string()],
-            "{docker:?}"
-        );
-    }
-    // A tag signed only in another delegation: notary finds it, Docker shows no signed tag,
-    // and we refuse it by default.
-    assert!(cli.lookup(gun, "ci-1").is_ok());
-    let docker = docker_trust_inspect(&server, gun, "ci-1");
-    assert!(docker.is_empty(), "{docker:?}");
-    let err = resolve(&server, state.path(), gun, "ci-1")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.reason(),
-        RefusalReason::SignedByUnacceptedRole,
-        "{err:?}"
-    );
-}
-
 /// A trust server behind Docker token auth: the notary CLI publishes as alice, trustgate
 /// resolves with alice's credentials and asks the issuer for exactly
 /// `repository:<GUN>:pull`; without credentials the server cannot be asked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_auth_trust_server() {
-    use support::tokenissuer::{IssuerOptions, TokenIssuer, ISSUER, SERVICE};
-    use trustgate::trust::fetch::{settings_for, HttpMetadataSource};
-    use trustgate::upstream::Credentials;
-
-    let dir = support::tempdir();
-    let issuer = TokenIssuer::start(
-        dir.path(),
-        IssuerOptions {
-            require: Some(("alice".into(), "s3cret".into())),
-            ..Default::default()
-        },
-    )
-    .await;
-    let auth = serde_json::json!({"type": "token", "options": {
-        "realm": issuer.realm("127.0.0.1"),
-        "service": SERVICE,
-        "issuer": ISSUER,
-        "rootcertbundle": issuer.cert_pem_path,
-    }});
-    let gun = "example.com/private";
-    let (server, cli) = tokio::task::spawn_blocking(move || {
-        let server = NotaryServer::start_with_auth(Flavour::Local, Some(auth), true);
-        let cli = NotaryCli::new(&server).with_auth("alice", "s3cret");
-        cli.init(gun);
-        cli.add(gun, "v1", b"private v1", &[]);
-        cli.publish(gun);
-        (server, cli)
-    })
-    .await
-    .unwrap();
-    let before = issuer.requests().len();
-
-    let mut settings = settings_for(&server.url, Some(server.ca_path.clone())).unwrap();
-    settings.credentials = Some(Credentials {
-        username: "alice".into(),
-        password: "s3cret".into(),
-    });
-    let source = HttpMetadataSource::from_settings(settings).unwrap();
-    let state = support::tempdir();
-    let client = TrustClient::new(
-        TrustSettings {
-            state_dir: Some(state.path().to_path_buf()),
-            ..TrustSettings::default()
-        },
-        Arc::new(source),
-    )
-    .unwrap();
-    let got = client.resolve(gun, "v1", &default_roles()).await.unwrap();
-    // `notary lookup` cannot be the oracle here: the notary CLI pulls anonymously (its
-    // read-only commands never send credentials), and this issuer requires them.
-    assert_eq!(got.digest(), digest_of(b"private v1"));
-    assert_eq!(got.length(), b"private v1".len() as u64);
-    assert_eq!(got.role(), "targets");
-    let ours: Vec<_> = issuer.requests().split_off(before);
-    assert!(!ours.is_empty());
-    let want = format!("repository:{gun}:pull");
-    assert!(
-        ours.iter()
-            .all(|r| r.scope.as_deref() == Some(want.as_str())),
-        "{ours:?}"
+/// The server loses a GUN's data (`notary delete --remote`). A client that verified it before
+/// answers as the notary client with its cache does.
+/// Docker accepts a tag only when the signing role is exactly `targets/releases` or
+/// `targets`: one signed in a child of releases (`targets/releases/team`) is found by notary's
+/// walk but not trusted.
+#[tokio::test]
+async fn nested_delegation_under_releases_is_not_releases() {
+    let gun = "example.com/nested";
+    let server = NotaryServer::remote();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
+    cli.add_delegation(
+        gun,
+        "targets/releases/team",
+        DelegationKeyKind::PublicKey,
+        None,
     );
-
-    let anonymous = support::tempdir();
-    let err = resolve(&server, anonymous.path(), gun, "v1")
-        .await
-        .unwrap_err();
+    cli.add(gun, "t1", b"team build", &["targets/releases/team"]);
+    cli.publish(gun);
+    assert_eq!(
+        cli.list_role(gun, "t1").as_deref(),
+        Some("targets/releases/team")
+    );
+    let state = support::tempdir();
+    let err = resolve(&server, state.path(), gun, "t1").await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            TrustError::Refused { .. } | TrustError::Unreachable { .. }
-        ),
+        matches!(&err, TrustError::SignedOnlyByOtherRole { roles, .. } if roles == &["targets/releases/team"]),
         "{err:?}"
     );
-    drop(cli);
+    let team = vec!["targets/releases/team".to_string()];
+    let got = resolve_with(&server, state.path(), gun, "t1", &team)
+        .await
+        .unwrap();
+    assert_same_as_notary(&cli, gun, "t1", &got);
 }
