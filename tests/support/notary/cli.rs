@@ -235,8 +235,9 @@ impl NotaryCli {
     /// `notary lookup GUN TAG`: the parsed line, or notary's error text.
     pub fn lookup(&self, gun: &str, tag: &str) -> Result<LookupLine, String> {
         let out = self.try_run(&["lookup", gun, tag], None)?;
-        let line = out.trim();
-        let parts: Vec<&str> = line.split_whitespace().collect();
+        // Only ASCII blanks separate fields: a tag may hold Unicode spaces (U+2028 ...).
+        let line = out.trim_matches(|c: char| c.is_ascii_whitespace());
+        let parts = ascii_fields(line);
         match parts.as_slice() {
             [t, d, s] => Ok(LookupLine {
                 tag: t.to_string(),
@@ -253,7 +254,7 @@ impl NotaryCli {
         out.lines()
             .skip(2) // header and dashes
             .filter_map(|l| {
-                let p: Vec<&str> = l.split_whitespace().collect();
+                let p = ascii_fields(l);
                 match p.as_slice() {
                     [n, d, s, r] => Some(ListRow {
                         name: n.to_string(),
@@ -328,6 +329,12 @@ impl NotaryCli {
         self.try_run(&["key", "rotate", gun, "root"], Some("yes\n"))
             .unwrap_or_else(|e| panic!("notary key rotate root failed:\n{e}"));
     }
+}
+
+fn ascii_fields(line: &str) -> Vec<&str> {
+    line.split(|c: char| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .collect()
 }
 
 fn hex_of(bytes: &[u8]) -> String {
