@@ -92,3 +92,25 @@ async fn many_targets() {
         assert_same_as_notary(&cli, gun, &tag, &got);
     }
 }
+
+/// GUNs as the proxy will name them: registry host with a port, deep paths, Docker Hub's
+/// `docker.io/library/...`. The root certificate's CN is the whole GUN.
+#[tokio::test]
+async fn gun_shapes_the_proxy_uses() {
+    let server = NotaryServer::remote();
+    let cli = NotaryCli::new(&server);
+    let state = support::tempdir();
+    for gun in [
+        "127.0.0.1:5000/team/app",
+        "docker.io/library/alpine",
+        "registry.example.com/a/b/c/d",
+    ] {
+        cli.init(gun);
+        cli.add(gun, "v1", gun.as_bytes(), &[]);
+        cli.publish(gun);
+        let got = resolve(&server, state.path(), gun, "v1")
+            .await
+            .unwrap_or_else(|e| panic!("{gun}: {e:?}"));
+        assert_same_as_notary(&cli, gun, "v1", &got);
+    }
+}
