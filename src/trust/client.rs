@@ -140,6 +140,7 @@ impl TrustClient {
             pinning: &self.settings.pinning,
             limits: &self.settings.limits,
             now,
+            downloaded: Default::default(),
         }
         .run()
         .await

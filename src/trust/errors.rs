@@ -33,6 +33,12 @@ pub enum TrustError {
     NoTrustData { gun: String },
     #[error("tag {tag} of {gun} is not signed")]
     TagNotSigned { gun: String, tag: String },
+    #[error("tag {tag} of {gun} was signed by {role} and has been revoked")]
+    TagRevoked {
+        gun: String,
+        tag: String,
+        role: String,
+    },
     #[error("tag {tag} is signed only by {roles:?}, which is not an accepted role")]
     SignedOnlyByOtherRole { tag: String, roles: Vec<String> },
     #[error("trust server unreachable for {file}: {reason}")]
@@ -137,6 +143,7 @@ impl TrustError {
         match self {
             TrustError::NoTrustData { .. } => RefusalReason::NoTrustData,
             TrustError::TagNotSigned { .. } => RefusalReason::TagNotSigned,
+            TrustError::TagRevoked { .. } => RefusalReason::TagRevoked,
             TrustError::SignedOnlyByOtherRole { .. } => RefusalReason::SignedByUnacceptedRole,
             TrustError::Unreachable { .. } | TrustError::Refused { .. } => {
                 RefusalReason::Unreachable

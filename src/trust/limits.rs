@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_root_rotations: u64,
     /// How many delegated roles one update loads: 1024.
     pub max_delegations: usize,
+    /// Total bytes one update may download across all files: 256 MiB. Per-file bounds alone
+    /// would let a hostile server list a thousand maximal delegations.
+    pub max_update_bytes: u64,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             max_recorded: 64 << 20,
             max_root_rotations: 1024,
             max_delegations: 1024,
+            max_update_bytes: 256 << 20,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! tag within its (parent-restricted) paths wins. Docker then accepts the result only if that
 //! role is itself one of the listed roles — a tag found only in, say, `targets/ci` is refused.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use time::OffsetDateTime;
 
@@ -70,6 +70,8 @@ pub struct TrustedRepo {
     pub(crate) skipped: BTreeMap<String, TrustError>,
     /// True when the trust server was unreachable and stored metadata was used.
     pub(crate) offline: bool,
+    /// Per role, tags it signed before and has since dropped.
+    pub(crate) revoked: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A role on the walk, with the paths its ancestors allow and the earliest expiry so far.
@@ -141,7 +143,13 @@ impl TrustedRepo {
             paths: vec![String::new()],
             expires: self.base_expiry(),
         }]);
+        // A role listed several times is visited once: repeated listings would otherwise
+        // multiply the walk at every level.
+        let mut visited = std::collections::BTreeSet::new();
         while let Some(role) = queue.pop_front() {
+            if !visited.insert(role.name) {
+                continue;
+            }
             let Some(loaded) = self.targets.get(role.name) else {
                 continue;
             };
@@ -279,6 +287,19 @@ impl TrustedRepo {
         for role in roles {
             if let Some(err) = self.skipped.get(*role) {
                 return err.clone();
+            }
+        }
+        for role in roles {
+            if self
+                .revoked
+                .get(*role)
+                .is_some_and(|tags| tags.contains(tag))
+            {
+                return TrustError::TagRevoked {
+                    gun: self.gun.clone(),
+                    tag: tag.to_owned(),
+                    role: (*role).to_owned(),
+                };
             }
         }
         if !holders.is_empty() {

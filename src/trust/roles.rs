@@ -204,6 +204,31 @@ pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
     parse_root(bytes).map(|(_, _, _, v)| v)
 }
 
+/// A root trusted earlier (perhaps on first use, before the operator pinned this GUN) must
+/// still satisfy an explicit pin: valid root certificates that the pin accepts, a threshold of
+/// them signing. Notary checks pins only when a root changes; checking the cached root too
+/// means adding a pin takes effect at once.
+pub fn check_explicit_pin(
+    gun: &str,
+    trusted: &LoadedRoot,
+    pinning: &TrustPinning,
+    now: OffsetDateTime,
+) -> Result<(), TrustError> {
+    if !crate::trust::pin::explicitly_pinned(pinning, gun) {
+        return Ok(());
+    }
+    let (env, canonical, root, _) = parse_root(&trusted.bytes)?;
+    let spec = &root.roles[ROOT];
+    let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
+    let pinned = pinned_subset(pinning, gun, valid, false, now)?;
+    let authority = Authority {
+        role: ROOT,
+        keys: pinned,
+        threshold: spec.threshold,
+    };
+    verify_threshold(&authority, &env, &canonical).map(|_| ())
+}
+
 /// Re-checks a stored root (verified when it was accepted) against its own keys. Expiry is
 /// the caller's business: an expired trusted root still anchors a rotation to a newer one.
 pub fn reload_trusted_root(bytes: &[u8]) -> Result<LoadedRoot, TrustError> {

@@ -4,7 +4,7 @@
 //! fsync, rename, fsync of the directory), so a crash leaves either the old or the new state
 //! and a restart cannot reset versions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,6 +26,10 @@ pub struct TrustedState {
     pub versions: BTreeMap<String, u64>,
     /// Last verified bytes per role name, base64 (root always present once trusted).
     pub metadata: BTreeMap<String, String>,
+    /// Per role, tags it once signed and a later version dropped (`notary remove` + publish),
+    /// so a refusal can say "revoked" rather than "not signed". Bounded per role.
+    #[serde(default)]
+    pub revoked: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl TrustedState {
@@ -54,6 +58,33 @@ impl TrustedState {
             role.to_owned(),
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
+    }
+
+    /// Most revoked tags remembered per role; the oldest-named are dropped past it.
+    pub const MAX_REVOKED_PER_ROLE: usize = 4096;
+
+    /// Records that `role` went from signing `before` to signing `after`.
+    pub fn note_revocations<'a>(
+        &mut self,
+        role: &str,
+        before: &[String],
+        after: impl Iterator<Item = &'a String> + Clone,
+    ) {
+        let set = self.revoked.entry(role.to_owned()).or_default();
+        for tag in before {
+            if !after.clone().any(|t| t == tag) {
+                set.insert(tag.clone());
+            }
+        }
+        for tag in after {
+            set.remove(tag);
+        }
+        while set.len() > Self::MAX_REVOKED_PER_ROLE {
+            set.pop_first();
+        }
+        if set.is_empty() {
+            self.revoked.remove(role);
+        }
     }
 
     /// Raises (never lowers) a role's recorded version.

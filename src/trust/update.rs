@@ -4,6 +4,7 @@
 //! [`MetadataSource`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
@@ -26,6 +27,8 @@ pub(crate) struct Update<'a> {
     pub pinning: &'a TrustPinning,
     pub limits: &'a Limits,
     pub now: OffsetDateTime,
+    /// Bytes downloaded so far by this update (bounded by `limits.max_update_bytes`).
+    pub downloaded: AtomicU64,
 }
 
 fn fetch_error(role: &str, e: FetchError) -> TrustError {
@@ -54,7 +57,18 @@ fn is_offline(e: &FetchError) -> bool {
 
 impl Update<'_> {
     async fn fetch(&self, role: &str, file: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let spent = self.downloaded.load(Ordering::Relaxed);
+        let budget = self.limits.max_update_bytes.saturating_sub(spent);
+        if budget == 0 {
+            return Err(FetchError::TooLarge {
+                file: format!("{role} ({file})"),
+                limit: self.limits.max_update_bytes,
+            });
+        }
+        let limit = limit.min(budget);
         let bytes = self.source.fetch(self.gun, file, limit).await?;
+        self.downloaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // Never trust the source to have enforced the bound.
         if bytes.len() as u64 > limit {
             return Err(FetchError::TooLarge {
@@ -72,6 +86,14 @@ impl Update<'_> {
             .unwrap_or_else(|| TrustedState::new(self.gun));
 
         let (root, root_offline) = self.update_root(&state).await?;
+        // Pin a newly trusted root at once (as Notary caches each verified role), so a failure
+        // further down cannot make the next attempt fall back to first-use trust.
+        if state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice()) {
+            state.set_bytes(ROOT, &root.bytes);
+            state.raise_version(ROOT, root.version);
+            self.store.save(&state)?;
+        }
+        let stored = Some(state.clone());
 
         // Timestamp: always fetched fresh; the stored one only when the server is unreachable,
         // and then it must still verify and be unexpired.
@@ -100,7 +122,9 @@ impl Update<'_> {
 
         // Snapshot: exactly the bytes the timestamp records (fetched by hash).
         let snap_meta = meta_of(&timestamp.timestamp.meta, TIMESTAMP, SNAPSHOT)?;
-        let snap_bytes = self.consistent_bytes(&state, SNAPSHOT, snap_meta).await?;
+        let snap_bytes = self
+            .consistent_bytes(&state, SNAPSHOT, snap_meta, TIMESTAMP)
+            .await?;
         let snapshot = roles::load_snapshot(
             &root,
             &timestamp,
@@ -111,7 +135,9 @@ impl Update<'_> {
 
         // Targets: exactly the bytes the snapshot records, signed by the root's targets keys.
         let targets_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, TARGETS)?;
-        let targets_bytes = self.consistent_bytes(&state, TARGETS, targets_meta).await?;
+        let targets_bytes = self
+            .consistent_bytes(&state, TARGETS, targets_meta, SNAPSHOT)
+            .await?;
         let targets = roles::load_targets(
             &root.authority(TARGETS)?,
             &snapshot,
@@ -122,6 +148,12 @@ impl Update<'_> {
 
         let (loaded, skipped) = self.load_delegations(&state, &snapshot, targets).await?;
 
+        // Remember tags a role signed before and has since dropped (revocations).
+        for (name, t) in &loaded {
+            if let Some(old) = state.bytes(name).filter(|old| *old != t.bytes) {
+                state.note_revocations(name, &tags_of(name, &old), t.targets.targets.keys());
+            }
+        }
         // Persist: the trusted root, versions only ever raised, and the verified bytes.
         state.metadata.clear();
         state.set_bytes(ROOT, &root.bytes);
@@ -145,6 +177,7 @@ impl Update<'_> {
             targets: loaded,
             skipped,
             offline,
+            revoked: state.revoked.clone(),
         })
     }
 
@@ -168,6 +201,7 @@ impl Update<'_> {
             // Unchanged: the cached root is the pin; it must still be unexpired.
             (Some(t), Ok(bytes)) if bytes == t.bytes => {
                 roles::check_expiry(ROOT, t.expires, self.now)?;
+                roles::check_explicit_pin(self.gun, &t, self.pinning, self.now)?;
                 Ok((t, false))
             }
             (Some(t), Ok(bytes)) => Ok((self.rotate(t, &bytes).await?, false)),
@@ -175,6 +209,7 @@ impl Update<'_> {
             // whether stored data may be used.
             (Some(t), Err(e)) if is_offline(&e) => {
                 roles::check_expiry(ROOT, t.expires, self.now)?;
+                roles::check_explicit_pin(self.gun, &t, self.pinning, self.now)?;
                 Ok((t, true))
             }
             (Some(_), Err(e)) => Err(fetch_error(ROOT, e)),
@@ -238,6 +273,7 @@ impl Update<'_> {
         state: &TrustedState,
         role: &str,
         meta: &FileMeta,
+        recorded_by: &str,
     ) -> Result<Vec<u8>, TrustError> {
         if let Some(bytes) = state.bytes(role) {
             if roles::matches_meta(&bytes, meta) {
@@ -263,12 +299,16 @@ impl Update<'_> {
         self.fetch(role, &file, length.saturating_add(1))
             .await
             .map_err(|e| match e {
-                FetchError::TooLarge { .. } => TrustError::LengthMismatch {
-                    role: role.to_owned(),
-                    expected: length,
-                    got: length + 1,
-                    recorded_by: "parent".into(),
-                },
+                // Past the recorded length (not past the update budget): the file is longer than
+                // its parent says.
+                FetchError::TooLarge { limit, .. } if limit == length.saturating_add(1) => {
+                    TrustError::LengthMismatch {
+                        role: role.to_owned(),
+                        expected: length,
+                        got: limit,
+                        recorded_by: recorded_by.to_owned(),
+                    }
+                }
                 e => fetch_error(role, e),
             })
     }
@@ -314,7 +354,9 @@ impl Update<'_> {
                     threshold: child.threshold,
                 };
                 let meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, &child.name)?;
-                let bytes = self.consistent_bytes(state, &child.name, meta).await?;
+                let bytes = self
+                    .consistent_bytes(state, &child.name, meta, SNAPSHOT)
+                    .await?;
                 match roles::load_targets(
                     &authority,
                     snapshot,
@@ -345,4 +387,12 @@ fn meta_of<'m>(
 ) -> Result<&'m FileMeta, TrustError> {
     meta.get(role)
         .ok_or_else(|| TrustError::malformed(parent, format!("meta lacks {role}")))
+}
+
+/// Target names in a previously verified targets file (best effort: it verified when stored).
+fn tags_of(role: &str, bytes: &[u8]) -> Vec<String> {
+    wire::Envelope::parse(role, bytes)
+        .and_then(|env| env.typed::<wire::Targets>(role, "Targets"))
+        .map(|t| t.targets.into_keys().collect())
+        .unwrap_or_default()
 }

@@ -221,3 +221,72 @@ pub fn meta_length(role: &str, meta: &FileMeta) -> Result<u64, TrustError> {
     u64::try_from(meta.length)
         .map_err(|_| TrustError::malformed(role, format!("negative length {}", meta.length)))
 }
+
+/// Runs every parser that sees unverified metadata over `data`, discarding results: the fuzz
+/// target's body (fuzz/fuzz_targets/parse_metadata.rs), also run by the tests below.
+pub fn exercise_parsers(data: &[u8]) {
+    let Ok(env) = Envelope::parse("fuzz", data) else {
+        return;
+    };
+    let _ = env.canonical_signed("fuzz");
+    if let Ok(root) = env.typed::<Root>("root", "Root") {
+        for key in root.keys.values() {
+            let _ = super::keys::PublicKey::from_tuf(key);
+        }
+    }
+    if let Ok(t) = env.typed::<Targets>("targets", "Targets") {
+        for meta in t.targets.values() {
+            let _ = decoded_hashes("targets", meta);
+            let _ = meta_length("targets", meta);
+        }
+        for role in t.delegations.iter().flat_map(|d| &d.roles) {
+            let _ = super::roles::check_delegation_name("targets", &role.name);
+        }
+    }
+    let _ = env.typed::<Snapshot>("snapshot", "Snapshot");
+    let _ = env.typed::<Timestamp>("timestamp", "Timestamp");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"signed":{"_type":"Root","consistent_snapshot":false,
+        "expires":"2036-11-23T11:30:00.123456789Z","version":1,
+        "keys":{"k1":{"keytype":"ed25519","keyval":{"private":null,
+            "public":"11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}}},
+        "roles":{"root":{"keyids":["k1"],"threshold":1},"targets":{"keyids":["k1"],"threshold":1},
+            "snapshot":{"keyids":["k1"],"threshold":1},"timestamp":{"keyids":["k1"],"threshold":1}}},
+        "signatures":[{"keyid":"k1","method":"eddsa","sig":"AAAA"}]}"#;
+
+    #[test]
+    fn parses_fractional_expiry_and_capitalised_type() {
+        let env = Envelope::parse("root", SAMPLE.as_bytes()).unwrap();
+        let root: Root = env.typed("root", "Root").unwrap();
+        assert_eq!(root.expires.0.nanosecond(), 123_456_789);
+        assert!(matches!(
+            env.typed::<Root>("root", "root"),
+            Err(TrustError::WrongType { .. })
+        ));
+    }
+
+    #[test]
+    fn parsers_survive_truncation_and_byte_flips() {
+        let bytes = SAMPLE.as_bytes();
+        for end in 0..bytes.len() {
+            exercise_parsers(&bytes[..end]);
+        }
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let mut b = bytes.to_vec();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = (state as usize) % b.len();
+                b[i] = (state >> 32) as u8;
+            }
+            exercise_parsers(&b);
+        }
+    }
+}

@@ -418,6 +418,8 @@ pub struct MemSource {
     files: Mutex<HashMap<String, Bytes>>,
     pub offline: AtomicBool,
     pub fetches: AtomicUsize,
+    /// Every file asked for, in order.
+    pub log: Mutex<Vec<String>>,
 }
 
 impl MemSource {
@@ -441,6 +443,9 @@ impl MemSource {
     pub fn remove(&self, file: &str) {
         self.files.lock().unwrap().remove(file);
     }
+    pub fn fetched(&self, file: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|f| f == file)
+    }
     pub fn set_offline(&self, offline: bool) {
         self.offline.store(offline, Ordering::SeqCst);
     }
@@ -455,6 +460,7 @@ impl MetadataSource for MemSource {
     ) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         Box::pin(async move {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            self.log.lock().unwrap().push(file.to_owned());
             if self.offline.load(Ordering::SeqCst) {
                 return Err(FetchError::Unreachable {
                     file: file.into(),
@@ -473,3 +479,4 @@ impl MetadataSource for MemSource {
         })
     }
 }
+pub mod harness;
