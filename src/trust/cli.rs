@@ -2,7 +2,12 @@
 //! what the proxy would trust. Output mirrors `notary lookup` (`<tag> <digest> <size>`) with
 //! the signing role appended; a refusal names its precise reason and exits non-zero.
 //!
-//! main.rs embeds [`TrustArgs`] as the `trust` subcommand and calls [`run`].
+//! main.rs embeds [`TrustArgs`] as the `trust` subcommand and calls [`run`]: print the `Ok`
+//! text to stdout; on `Err(e)` print `e` to stderr and exit with [`CliError::exit_code`]
+//! (1 = not trusted, 2 = could not ask).
+//!
+//! Trusted state (roots, versions) persists in `--state-dir` like the notary client's trust
+//! dir, so a second lookup is verified against the first one's root (TOFU once, then pinned).
 
 use std::path::PathBuf;
 use std::sync::Arc;
