@@ -167,3 +167,55 @@ async fn delegation_role_removed_falls_back_to_targets() {
         support::notary::digest_of(b"shared from targets")
     );
 }
+
+/// The delegation's key is replaced but nobody re-signs `targets/releases`: the role no
+/// longer meets its threshold, and the notary client skips it (its tags are not trusted, a
+/// tag also in targets falls back to targets). `notary witness` re-signs it with the new key.
+#[tokio::test]
+async fn delegation_under_threshold_is_skipped_until_witnessed() {
+    let gun = "example.com/witness";
+    let server = NotaryServer::local();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "shared", b"shared from targets", &[]);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
+    cli.add(gun, "r1", b"r1", &["targets/releases"]);
+    cli.add(
+        gun,
+        "shared",
+        b"shared from releases",
+        &["targets/releases"],
+    );
+    cli.publish(gun);
+    let old = delegation_keyids(&cli, gun, "targets/releases");
+    let second = DelegationKey::generate(cli.scratch(), "rel-2", DelegationKeyKind::PublicKey);
+    cli.delegation_add(gun, "targets/releases", &second, None);
+    cli.key_import(&second.private_key, "targets/releases");
+    cli.run(&[
+        "delegation",
+        "remove",
+        gun,
+        "targets/releases",
+        &old[0],
+        "-y",
+    ]);
+    cli.publish(gun);
+    assert!(cli.lookup(gun, "r1").is_err(), "notary skips the role");
+    let state = support::tempdir();
+    let err = resolve(&server, state.path(), gun, "r1").await.unwrap_err();
+    assert!(
+        matches!(&err, trustgate::trust::TrustError::ThresholdNotMet { role, .. } if role == "targets/releases"),
+        "{err:?}"
+    );
+    let got = resolve(&server, state.path(), gun, "shared").await.unwrap();
+    assert_same_as_notary(&cli, gun, "shared", &got);
+    assert_eq!(got.role(), "targets");
+
+    cli.run(&["witness", gun, "targets/releases"]);
+    cli.publish(gun);
+    let got = resolve(&server, state.path(), gun, "r1").await.unwrap();
+    assert_same_as_notary(&cli, gun, "r1", &got);
+    let got = resolve(&server, state.path(), gun, "shared").await.unwrap();
+    assert_eq!(got.role(), "targets/releases");
+}
