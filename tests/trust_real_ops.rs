@@ -208,3 +208,56 @@ async fn deleted_on_server_behaves_like_notary_with_its_cache() {
     let err = resolve(&server, fresh.path(), gun, "v1").await.unwrap_err();
     assert_eq!(err.reason(), RefusalReason::NoTrustData, "{err:?}");
 }
+
+/// A verifier whose clock runs `ahead` of the real one.
+fn client_at(server: &NotaryServer, state: &std::path::Path, ahead: time::Duration) -> TrustClient {
+    let settings = TrustSettings {
+        state_dir: Some(state.to_path_buf()),
+        ..TrustSettings::default()
+    };
+    TrustClient::new(settings, Arc::new(server.metadata_source()))
+        .unwrap()
+        .with_clock(Arc::new(move || time::OffsetDateTime::now_utc() + ahead))
+}
+
+/// notary-server signs timestamps for 14 days. Fifteen days on, the same real data is
+/// expired — whether fetched from the live server or answered from verified state while the
+/// server is down: stale trust is never served past its expiry.
+#[tokio::test]
+async fn real_timestamp_expires_after_fourteen_days() {
+    let gun = "example.com/expiry";
+    let mut server = NotaryServer::local();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "v1", b"v1", &[]);
+    cli.publish(gun);
+    let state = support::tempdir();
+    let day13 = client_at(&server, state.path(), time::Duration::days(13));
+    let got = day13.resolve(gun, "v1", &default_roles()).await.unwrap();
+    assert_same_as_notary(&cli, gun, "v1", &got);
+    assert!(got.expires() <= time::OffsetDateTime::now_utc() + time::Duration::days(14));
+
+    let fresh = support::tempdir();
+    let day15 = client_at(&server, fresh.path(), time::Duration::days(15));
+    let err = day15
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::Expired { role, .. } if role == "timestamp"),
+        "{err:?}"
+    );
+
+    server.stop();
+    let offline13 = client_at(&server, state.path(), time::Duration::days(13));
+    offline13
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    let offline15 = client_at(&server, state.path(), time::Duration::days(15));
+    let err = offline15
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), RefusalReason::Expired, "{err:?}");
+}
