@@ -261,3 +261,38 @@ async fn real_timestamp_expires_after_fourteen_days() {
         .unwrap_err();
     assert_eq!(err.reason(), RefusalReason::Expired, "{err:?}");
 }
+
+/// One client shared by concurrent pulls (as the proxy shares it): every answer is right and
+/// the persisted state stays loadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resolves_share_one_client() {
+    let gun = "example.com/concurrent";
+    let server = NotaryServer::remote();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    for i in 0..8 {
+        cli.add(gun, &format!("t{i}"), format!("m{i}").as_bytes(), &[]);
+    }
+    cli.publish(gun);
+    let state = support::tempdir();
+    let client = Arc::new(support::notary::trust_client(&server, state.path()));
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        for i in 0..8 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let tag = format!("t{i}");
+                let got = client.resolve(gun, &tag, &default_roles()).await;
+                (round, i, got)
+            }));
+        }
+    }
+    for t in tasks {
+        let (round, i, got) = t.await.unwrap();
+        let got = got.unwrap_or_else(|e| panic!("round {round} t{i}: {e:?}"));
+        assert_eq!(got.digest(), digest_of(format!("m{i}").as_bytes()));
+    }
+    drop(client);
+    let again = resolve(&server, state.path(), gun, "t3").await.unwrap();
+    assert_same_as_notary(&cli, gun, "t3", &again);
+}
