@@ -463,6 +463,32 @@ async fn root_cert_wrong_cn_or_expired_is_refused() {
     assert!(matches!(err, TrustError::RootCertExpired { .. }), "{err:?}");
     assert_eq!(err.reason(), RefusalReason::Expired);
 
+    // A CA certificate is not a leaf root certificate.
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    let (nb, na) = (repo.now - Duration::days(1), repo.now + Duration::days(9));
+    repo.root_keys = vec![Signer::ecdsa().as_cert_with(GUN, nb, na, None, true)];
+    repo.publish(&src);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(err, TrustError::RootCertRejected { .. }),
+        "{err:?}"
+    );
+
+    // A wildcard CN covers the GUN by prefix (`MatchCNToGun`); a non-matching one does not.
+    for (cn, ok) in [
+        ("registry.example/*", true),
+        ("registry.example/other*", false),
+    ] {
+        let src = MemSource::new();
+        let mut repo = repo_with_releases();
+        repo.root_keys = vec![Signer::ecdsa().as_cert(cn, nb, na, None)];
+        repo.publish(&src);
+        let dir = tempfile::tempdir().unwrap();
+        let got = resolve(&client(&src, dir.path(), repo.now), "latest").await;
+        assert_eq!(got.is_ok(), ok, "{cn}: {got:?}");
+    }
+
     // A plain (non-certificate) root key is not a root certificate.
     let src = MemSource::new();
     let mut repo = repo_with_releases();

@@ -53,6 +53,8 @@ pub struct CertInfo {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub sha1_signed: bool,
+    /// Whether the certificate says it is a CA (basicConstraints cA = true).
+    pub is_ca: bool,
     /// DER of the leaf certificate, then of any intermediates that followed it in the PEM.
     pub chain_der: Vec<Vec<u8>>,
 }
@@ -277,6 +279,7 @@ fn cert_info(cert: &X509Certificate, chain_der: Vec<Vec<u8>>) -> Result<CertInfo
         not_before: time(cert.validity().not_before.timestamp())?,
         not_after: time(cert.validity().not_after.timestamp())?,
         sha1_signed: SHA1_SIG_OIDS.contains(&sig_oid.as_str()),
+        is_ca: cert.is_ca(),
         chain_der,
     })
 }

@@ -144,7 +144,7 @@ fn check_root_cert(
         .cert()
         .ok_or_else(|| rejected(format!("{} is not a certificate", key.keytype())))?;
     let cn = cert.common_name.clone().unwrap_or_default();
-    if cn != gun {
+    if !cn_matches_gun(&cn, gun) {
         return Err(TrustError::RootCertWrongCn {
             keyid: keyid.to_owned(),
             expected: gun.to_owned(),
@@ -158,6 +158,10 @@ fn check_root_cert(
             not_after: cert.not_after,
         });
     }
+    // The bundle must start with its one leaf (`parseAllCerts`).
+    if cert.is_ca {
+        return Err(rejected("the first certificate is a CA, not a leaf".into()));
+    }
     if cert.sha1_signed {
         return Err(rejected("signed with SHA-1".into()));
     }
@@ -165,6 +169,35 @@ fn check_root_cert(
         return Err(rejected(format!("RSA key of {} bits", key.rsa_bits())));
     }
     Ok(key)
+}
+
+/// `MatchCNToGun`: the CN equals the GUN, or ends in `*` and the GUN starts with the rest.
+pub fn cn_matches_gun(cn: &str, gun: &str) -> bool {
+    match cn.strip_suffix('*') {
+        Some(prefix) => gun.starts_with(prefix.trim_end_matches('*')),
+        None => cn == gun,
+    }
+}
+
+/// The previous root's keys that may vouch for its successor (`ValidateRoot` with a previous
+/// root): its root-role certificates whose CN matches the GUN, expired or not — the root we
+/// trusted may have aged since.
+pub fn previous_root_keys<'r>(
+    gun: &str,
+    root: &'r Root,
+    root_keyids: &'r [String],
+) -> BTreeMap<&'r str, &'r TufKey> {
+    root_keyids
+        .iter()
+        .filter_map(|id| root.keys.get(id).map(|k| (id.as_str(), k)))
+        .filter(|(_, k)| {
+            PublicKey::from_tuf(k).ok().is_some_and(|key| {
+                key.cert().is_some_and(|c| {
+                    !c.is_ca && cn_matches_gun(c.common_name.as_deref().unwrap_or_default(), gun)
+                })
+            })
+        })
+        .collect()
 }
 
 /// Filters valid root certificates down to those the pinning accepts. `first_bootstrap` is

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256, Sha512};
 use time::OffsetDateTime;
 
 use super::errors::TrustError;
-use super::pin::{pinned_subset, valid_root_certs, TrustPinning};
+use super::pin::{pinned_subset, previous_root_keys, valid_root_certs, TrustPinning};
 use super::verify::{verify_threshold, Authority};
 use super::wire::{self, Envelope, FileMeta, Root, Snapshot, Targets, Timestamp, TufKey};
 
@@ -161,7 +161,16 @@ pub fn accept_next_root(
         }
     }
     check_version(ROOT, version, Some(prev.version))?;
-    let prev_auth = prev.authority(ROOT)?;
+    let prev_spec = prev
+        .root
+        .roles
+        .get(ROOT)
+        .ok_or_else(|| TrustError::malformed(ROOT, "previous root lacks the root role"))?;
+    let prev_auth = Authority {
+        role: ROOT,
+        keys: previous_root_keys(gun, &prev.root, &prev_spec.keyids),
+        threshold: prev_spec.threshold,
+    };
     match verify_threshold(&prev_auth, &env, &canonical) {
         Ok(_) => {}
         Err(TrustError::KeyIdMismatch { .. } | TrustError::ThresholdNotMet { .. }) => {

@@ -90,8 +90,22 @@ impl Signer {
         not_after: OffsetDateTime,
         issuer: Option<&TestIssuer>,
     ) -> Signer {
+        self.as_cert_with(cn, not_before, not_after, issuer, false)
+    }
+
+    pub fn as_cert_with(
+        &self,
+        cn: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        issuer: Option<&TestIssuer>,
+        is_ca: bool,
+    ) -> Signer {
         let key = KeyPair::try_from(self.pkcs8.as_slice()).unwrap();
         let mut params = CertificateParams::default();
+        if is_ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
