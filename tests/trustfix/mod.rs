@@ -34,6 +34,8 @@ const P256_SPKI_PREFIX: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703
 enum Kind {
     Ecdsa(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
+    /// `None` for keys ring will not sign with (below 2048 bits): signatures are zeros.
+    RsaPss(Option<ring::signature::RsaKeyPair>),
 }
 
 /// A key the test holds: its TUF form, its keyid, and the private half to sign with.
@@ -62,6 +64,27 @@ impl Signer {
             public_b64: b64(&spki),
             kind: Kind::Ecdsa(kp),
             pkcs8: pkcs8.to_vec(),
+        }
+    }
+
+    /// An RSA key from tests/fixtures/keys (ring cannot generate RSA keys), as `rsa` with its
+    /// SubjectPublicKeyInfo or as `rsa-x509` with a certificate file; signs with `rsapss`.
+    pub fn rsa_fixture(stem: &str, cert: Option<&str>) -> Signer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+        let der = std::fs::read(dir.join(format!("{stem}.key.der"))).unwrap();
+        let kp = ring::signature::RsaKeyPair::from_der(&der).ok();
+        let (keytype, public) = match cert {
+            None => (
+                "rsa",
+                std::fs::read(dir.join(format!("{stem}.spki"))).unwrap(),
+            ),
+            Some(file) => ("rsa-x509", std::fs::read(dir.join(file)).unwrap()),
+        };
+        Signer {
+            keytype: keytype.into(),
+            public_b64: b64(&public),
+            kind: Kind::RsaPss(kp),
+            pkcs8: der,
         }
     }
 
@@ -144,6 +167,7 @@ impl Signer {
         match self.kind {
             Kind::Ecdsa(_) => "ecdsa",
             Kind::Ed25519(_) => "eddsa",
+            Kind::RsaPss(_) => "rsapss",
         }
     }
 
@@ -155,6 +179,18 @@ impl Signer {
                 .as_ref()
                 .to_vec(),
             Kind::Ed25519(kp) => kp.sign(msg).as_ref().to_vec(),
+            Kind::RsaPss(None) => vec![0; 128],
+            Kind::RsaPss(Some(kp)) => {
+                let mut sig = vec![0; kp.public().modulus_len()];
+                kp.sign(
+                    &ring::signature::RSA_PSS_SHA256,
+                    &SystemRandom::new(),
+                    msg,
+                    &mut sig,
+                )
+                .unwrap();
+                sig
+            }
         }
     }
 
