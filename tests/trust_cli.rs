@@ -175,6 +175,19 @@ async fn refusals_name_their_reason_and_exit_1() {
             other => panic!("{g}:{tag}: {other:?}"),
         }
     }
+    let mut args = vec!["list", "example.com/nothing"];
+    args.extend(common(&server, st, ca));
+    match run(&args).await {
+        Err(
+            e @ CliError::Refused {
+                reason: RefusalReason::NoTrustData,
+                ..
+            },
+        ) => {
+            assert_eq!(e.exit_code(), 1)
+        }
+        other => panic!("list: {other:?}"),
+    }
 }
 
 #[tokio::test]
