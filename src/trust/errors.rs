@@ -45,7 +45,7 @@ pub enum TrustError {
     Unreachable { file: String, reason: String },
     #[error("trust server refused {file}: {reason}")]
     Refused { file: String, reason: String },
-    #[error("{role} metadata expired at {expires}")]
+    #[error("{role} metadata expired at {}", rfc3339(expires))]
     Expired {
         role: String,
         expires: OffsetDateTime,
@@ -105,7 +105,11 @@ pub enum TrustError {
         expected: String,
         got: String,
     },
-    #[error("root certificate {keyid} is not valid now (valid {not_before} .. {not_after})")]
+    #[error(
+        "root certificate {keyid} is not valid now (valid {} .. {})",
+        rfc3339(not_before),
+        rfc3339(not_after)
+    )]
     RootCertExpired {
         keyid: String,
         not_before: OffsetDateTime,
@@ -135,6 +139,11 @@ pub enum TrustError {
         path: String,
         reason: String,
     },
+}
+
+fn rfc3339(t: &OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 impl TrustError {

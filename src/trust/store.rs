@@ -168,6 +168,15 @@ impl StateStore {
                     path: path.display().to_string(),
                     reason,
                 };
+                // Another process sharing the directory may have recorded higher versions
+                // meanwhile: never write them back down.
+                let mut state = state.clone();
+                if let Ok(Some(current)) = self.load(gun) {
+                    for (role, v) in current.versions {
+                        state.raise_version(&role, v);
+                    }
+                }
+                let state = &state;
                 let bytes = serde_json::to_vec_pretty(state).map_err(|e| err(e.to_string()))?;
                 let mut tmp = tempfile_in(dir).map_err(|e| err(e.to_string()))?;
                 tmp.1.write_all(&bytes).map_err(|e| err(e.to_string()))?;
@@ -221,4 +230,56 @@ fn tempfile_in(dir: &Path) -> std::io::Result<TempFile> {
         std::io::ErrorKind::AlreadyExists,
         "no free temp file name",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_atomic_and_never_lowers_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::dir(dir.path()).unwrap();
+        assert_eq!(store.load("example.com/app").unwrap(), None);
+
+        let mut s = TrustedState::new("example.com/app");
+        s.raise_version("timestamp", 5);
+        s.set_bytes("root", b"{root}");
+        store.save(&s).unwrap();
+        assert_eq!(store.load("example.com/app").unwrap().as_ref(), Some(&s));
+
+        // A writer holding older state cannot lower what is recorded.
+        let mut older = TrustedState::new("example.com/app");
+        older.raise_version("timestamp", 3);
+        store.save(&older).unwrap();
+        let got = store.load("example.com/app").unwrap().unwrap();
+        assert_eq!(got.version("timestamp"), Some(5));
+
+        // Only the state file remains: temp files were renamed away.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // GUNs map to distinct hashed files and a file never serves another GUN.
+        assert_eq!(store.load("example.com/other").unwrap(), None);
+        let path = StateStore::file_for(dir.path(), "example.com/app");
+        std::fs::copy(&path, StateStore::file_for(dir.path(), "example.com/other")).unwrap();
+        assert!(matches!(
+            store.load("example.com/other"),
+            Err(TrustError::Store { .. })
+        ));
+    }
+
+    #[test]
+    fn revocations_are_tracked_and_cleared() {
+        let mut s = TrustedState::new("g");
+        let before = vec!["a".to_string(), "b".to_string()];
+        let after = vec!["b".to_string()];
+        s.note_revocations("targets", &before, after.iter());
+        assert!(s.revoked["targets"].contains("a"));
+        let again = ["a".to_string(), "b".to_string()];
+        s.note_revocations("targets", &after, again.iter());
+        assert!(!s.revoked.contains_key("targets"));
+    }
 }
