@@ -359,3 +359,27 @@ async fn nested_delegation_under_releases_is_not_releases() {
         .unwrap();
     assert_same_as_notary(&cli, gun, "t1", &got);
 }
+
+/// Revoking a tag in `targets/releases` while `targets` still signs it: Docker then trusts
+/// the `targets` digest — removal from one role is not a revocation of the tag.
+#[tokio::test]
+async fn removed_from_releases_falls_back_to_targets() {
+    let gun = "example.com/relremove";
+    let server = NotaryServer::remote();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "v1", b"v1 from targets", &[]);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
+    cli.add(gun, "v1", b"v1 from releases", &["targets/releases"]);
+    cli.publish(gun);
+    let state = support::tempdir();
+    let got = resolve(&server, state.path(), gun, "v1").await.unwrap();
+    assert_eq!(got.digest(), digest_of(b"v1 from releases"));
+    cli.remove(gun, "v1", &["targets/releases"]);
+    cli.publish(gun);
+    let got = resolve(&server, state.path(), gun, "v1").await.unwrap();
+    assert_same_as_notary(&cli, gun, "v1", &got);
+    assert_eq!(got.role(), "targets");
+    assert_eq!(got.digest(), digest_of(b"v1 from targets"));
+}
