@@ -330,3 +330,15 @@ async fn removed_tag_is_reported_as_revoked() {
         .unwrap();
     assert_eq!(v.digest(), digest_of(b"manifest-latest-2"));
 }
+
+#[tokio::test]
+async fn no_roles_means_dockers_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    let v1 = c.resolve(GUN, "v1", &[]).await.unwrap();
+    assert_eq!(v1.role(), "targets/releases");
+    assert_eq!(c.list(GUN, &[]).await.unwrap().len(), 2);
+}

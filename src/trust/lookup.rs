@@ -232,14 +232,15 @@ impl TrustedRepo {
     }
 
     /// Docker's lookup: the tag from the first of `roles` (priority order) whose subtree signs
-    /// it, accepted only if the signing role is one of `roles`.
+    /// it, accepted only if the signing role is one of `roles`. No roles means Docker's
+    /// default, `targets/releases` then `targets`.
     pub fn lookup(
         &self,
         tag: &str,
         roles: &[String],
         now: OffsetDateTime,
     ) -> Result<VerifiedTarget, TrustError> {
-        let names: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let names = role_names(roles);
         for role in &names {
             let skip: Vec<&str> = names.iter().copied().filter(|r| r != role).collect();
             if let Some(found) = self.find(tag, role, &skip) {
@@ -322,7 +323,7 @@ impl TrustedRepo {
         roles: &[String],
         now: OffsetDateTime,
     ) -> Result<Vec<VerifiedTarget>, TrustError> {
-        let names: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let names = role_names(roles);
         let mut seen: BTreeMap<&str, VerifiedTarget> = BTreeMap::new();
         for role in &names {
             let skip: Vec<&str> = names.iter().copied().filter(|r| r != role).collect();
@@ -380,4 +381,13 @@ fn children<'a>(loaded: &'a LoadedTargets, parent: &Visit<'a>) -> Vec<Visit<'a>>
             expires: parent.expires,
         })
         .collect()
+}
+
+/// The roles to consult; none given means Docker's default.
+fn role_names(roles: &[String]) -> Vec<&str> {
+    if roles.is_empty() {
+        super::client::DEFAULT_ROLES.to_vec()
+    } else {
+        roles.iter().map(String::as_str).collect()
+    }
 }

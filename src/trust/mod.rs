@@ -1,7 +1,50 @@
-//! Notary v1 / TUF: wire types, canonical JSON, keys and signatures, the update workflow,
-//! persisted trusted state, and Docker Content Trust lookup. Verification is pure: the loaders
-//! in `roles` take bytes, what is trusted, and `now`; only `update` fetches, through
-//! [`source::MetadataSource`].
+//! Notary v1 / TUF (Docker Content Trust): wire types, canonical JSON, keys and signatures,
+//! the update workflow, persisted trusted state, and DCT lookup.
+//!
+//! Verification is pure: the loaders in [`roles`] take bytes, what is already trusted and
+//! `now`, and return a loaded role or a precise [`TrustError`]; only [`update`] fetches, through
+//! [`source::MetadataSource`]. [`TrustClient`] is the entry point:
+//! `resolve(gun, tag, roles) -> VerifiedTarget` (a type only this module can construct).
+//!
+//! # What is verified (the Notary client's rules, `theupdateframework/notary`)
+//! - **Signatures** over Notary's canonical JSON of the generic `signed` value (docker/go
+//!   canonical: sorted keys, no whitespace, only `"` and `\` escaped), never over typed
+//!   structs. One threshold function ([`verify::verify_threshold`]) serves every role: it counts
+//!   *distinct key material*, skips unknown keyids and bad signatures, refuses a key listed
+//!   under an id its content does not hash to. Key types `ecdsa`, `ecdsa-x509`, `ed25519`,
+//!   `rsa`, `rsa-x509`; methods `ecdsa` (P-256, raw r‖s), `eddsa`, `rsapss`, `rsapkcs1v15`
+//!   (RSA ≥ 2048); a method foreign to the key type never verifies. Crypto is ring's.
+//! - **Order**: root → timestamp (always fetched) → snapshot (by hash, exactly the bytes the
+//!   timestamp records) → targets (exactly the bytes the snapshot records) → delegations
+//!   (parents first, only those the snapshot lists). Per role: checksum → signatures →
+//!   structure → version ≥ last trusted (rollback) → expiry (freeze).
+//! - **Delegations**: names `^[-a-z0-9_/]+$`, < 256 chars, direct children of their parent; a
+//!   child's paths are cut to those within its parent's; a target counts only within its
+//!   role's paths. An expired or under-threshold delegation is skipped (its tags then refuse
+//!   with that reason); any other fault fails the update.
+//! - **Sizes**: every download is bounded ([`Limits`]): root 2 MiB, timestamp 1 MiB, others by
+//!   the length their parent records, and a byte budget per update.
+//! - **DCT lookup**: a tag is trusted from `targets/releases`, then `targets` (configurable);
+//!   found only in another delegation it is refused (`SignedOnlyByOtherRole`), as `docker pull`
+//!   does. The digest is `sha256:` + hex of the target's sha256.
+//!
+//! # How trust is pinned
+//! The first root seen for a GUN must carry X.509 root certificates valid now, with CN = the
+//! GUN (or a `prefix*` CN), not SHA-1-signed, RSA ≥ 2048, leaf not a CA. [`TrustPinning`] then
+//! decides which of them may vouch for it, in Notary's order: `certs[GUN]`, else the longest
+//! `certs["prefix*"]` (pins are root keyids or certificate DER, e.g. from `--root-cert`), else
+//! a CA for the longest GUN prefix that must have issued the root certificate, else trust on
+//! first use unless `disable_tofu`. Once trusted, the root is stored and is itself the pin: a
+//! newer root is accepted only if a threshold of the previous root's certificates *and* of its
+//! own signed it, walking `<v>.root.json` one version at a time. An explicit pin added later
+//! also binds the stored root.
+//!
+//! # State
+//! Per GUN, one JSON file under the state directory ([`store`]), replaced atomically: the
+//! trusted root, the highest version ever accepted per role, the last verified bytes (used,
+//! re-verified and only while unexpired, when the trust server is unreachable or answers 404
+//! — Notary's rule for cached data), and tags a role dropped (reported as revoked). A restart
+//! therefore resets neither pins nor versions.
 pub mod canonical;
 pub mod cli;
 pub mod client;

@@ -1,5 +1,5 @@
 //! The update workflow (`client/tufclient.go`): root → timestamp → snapshot → targets →
-//! delegations, each step verified by the pure loaders in [`roles`](super::roles) against
+//! delegations, each step verified by the pure loaders in [`roles`] against
 //! what is already trusted, then persisted. Fetching is the only I/O and goes through
 //! [`MetadataSource`].
 
