@@ -140,6 +140,16 @@ impl NotaryCli {
         }
     }
 
+    /// Sets the client's `trust_pinning` section (e.g. `{"certs": {GUN: [root keyid]}}` or
+    /// `{"ca": {prefix: CA file}, "disable_tofu": true}`), as Notary's config file has it.
+    pub fn with_trust_pinning(self, pinning: serde_json::Value) -> NotaryCli {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        cfg["trust_pinning"] = pinning;
+        std::fs::write(&self.config, cfg.to_string()).unwrap();
+        self
+    }
+
     /// Logs in to a token-auth server as `user` (notary reads `NOTARY_AUTH`).
     pub fn with_auth(mut self, user: &str, password: &str) -> NotaryCli {
         self.auth = Some(format!("{user}:{password}"));
