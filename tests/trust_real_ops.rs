@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 
 use support::notary::{
-    assert_same_as_notary, digest_of, docker_trust_inspect, resolve, DelegationKeyKind, Flavour,
-    NotaryCli, NotaryServer,
+    assert_same_as_notary, digest_of, docker_trust_inspect, docker_trust_inspect_all, resolve,
+    DelegationKeyKind, Flavour, NotaryCli, NotaryServer,
 };
 use trustgate::trust::{default_roles, RefusalReason, TrustClient, TrustError, TrustSettings};
 

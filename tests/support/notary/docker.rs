@@ -21,6 +21,15 @@ pub struct DockerSignedTag {
 /// Needs only the docker CLI (no engine): `DOCKER_CONTENT_TRUST_SERVER` names the server and
 /// `DOCKER_CONFIG/tls/<host:port>/ca.crt` its CA. The GUN must be a valid image name.
 pub fn docker_trust_inspect(server: &NotaryServer, gun: &str, tag: &str) -> Vec<DockerSignedTag> {
+    inspect(server, &format!("{gun}:{tag}"))
+}
+
+/// `docker trust inspect GUN`: every tag Docker trusts in the repository.
+pub fn docker_trust_inspect_all(server: &NotaryServer, gun: &str) -> Vec<DockerSignedTag> {
+    inspect(server, gun)
+}
+
+fn inspect(server: &NotaryServer, reference: &str) -> Vec<DockerSignedTag> {
     let docker = require_tool("docker");
     let cfg = tempdir();
     let tls = cfg.path().join("tls").join(server.host_port());
@@ -31,7 +40,7 @@ pub fn docker_trust_inspect(server: &NotaryServer, gun: &str, tag: &str) -> Vec<
             .env("DOCKER_CONFIG", cfg.path())
             .env("DOCKER_CONTENT_TRUST_SERVER", &server.url)
             .args(["trust", "inspect"])
-            .arg(format!("{gun}:{tag}")),
+            .arg(reference),
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["SignedTags"]
