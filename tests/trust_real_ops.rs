@@ -104,6 +104,20 @@ async fn docker_trust_inspect_agrees() {
         RefusalReason::SignedByUnacceptedRole,
         "{err:?}"
     );
+    // The whole repository: the tags Docker lists are exactly the ones we list.
+    let docker: Vec<(String, String)> = docker_trust_inspect_all(&server, gun)
+        .into_iter()
+        .map(|t| (t.tag, t.digest))
+        .collect();
+    let ours: Vec<(String, String)> = support::notary::trust_client(&server, state.path())
+        .list(gun, &default_roles())
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| (t.tag().to_string(), t.digest().to_string()))
+        .collect();
+    assert_eq!(ours, docker);
+    assert_eq!(ours.len(), 2, "{ours:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
