@@ -188,13 +188,28 @@ async fn token_auth_trust_server() {
     let err = resolve(&server, anonymous.path(), gun, "v1")
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TrustError::Refused { .. } | TrustError::Unreachable { .. }
-        ),
-        "{err:?}"
-    );
+    // Authentication failed: not "server down", so no cache could answer for it either.
+    assert!(matches!(err, TrustError::Refused { .. }), "{err:?}");
+
+    // The CLI logs in the same way (password from a file, never from argv).
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let cli_state = support::tempdir();
+    let args = trustgate::trust::cli::LookupArgs {
+        gun: gun.to_string(),
+        tag: "v1".to_string(),
+        server: trustgate::trust::cli::ServerArgs {
+            server: server.url.clone(),
+            ca: None,
+            root_cert: None,
+            state_dir: Some(cli_state.path().to_path_buf()),
+            username: Some("alice".to_string()),
+            password_file: Some(pw),
+            roles: Vec::new(),
+        },
+    };
+    let out = trustgate::trust::cli::lookup(&args).await.unwrap();
+    assert_eq!(out, format!("v1 {} 10 targets\n", digest_of(b"private v1")));
     drop(cli);
 }
 
