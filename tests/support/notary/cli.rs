@@ -204,6 +204,13 @@ impl NotaryCli {
         self.run(&["init", gun]);
     }
 
+    /// `init GUN --rootkey KEY --rootcert CERT`: a root key and certificate made outside notary
+    /// (e.g. issued by a CA, for CA pinning). KEY must be PKCS#8 encrypted with [`PASSPHRASE`].
+    pub fn init_with_root(&self, gun: &str, rootkey: &Path, rootcert: &Path) {
+        let (k, c) = (rootkey.to_string_lossy(), rootcert.to_string_lossy());
+        self.run(&["init", gun, "--rootkey", &k, "--rootcert", &c]);
+    }
+
     /// Stages `tag` → the exact `bytes` (like a manifest as the registry serves it), signed by
     /// `roles` (empty = `targets`).
     pub fn add(&self, gun: &str, tag: &str, bytes: &[u8], roles: &[&str]) {
