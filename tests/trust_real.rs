@@ -106,9 +106,9 @@ async fn delegation_restricted_by_paths() {
     cli.add(gun, "rel-1", b"release one", &["targets/releases"]);
     cli.publish(gun);
     // notary itself refuses to publish a target outside the delegation's paths.
-    cli.add(gun, "other", b"outside", &["targets/releases"]);
-    assert!(cli.try_run(&["publish", gun], None).is_err());
-    cli.run(&["reset", gun, "--all"]);
+    assert!(cli
+        .add_and_try_publish(gun, "other", b"outside", &["targets/releases"])
+        .is_err());
     let state = support::tempdir();
     let got = resolve(&server, state.path(), gun, "rel-1").await.unwrap();
     assert_same_as_notary(&cli, gun, "rel-1", &got);

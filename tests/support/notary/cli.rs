@@ -245,6 +245,23 @@ impl NotaryCli {
         self.run(&args);
     }
 
+    /// Stages `tag` and tries to publish, returning notary's verdict (a target outside the
+    /// role's paths makes the publish fail); on failure the staged changes are dropped.
+    pub fn add_and_try_publish(
+        &self,
+        gun: &str,
+        tag: &str,
+        bytes: &[u8],
+        roles: &[&str],
+    ) -> Result<String, String> {
+        self.add(gun, tag, bytes, roles);
+        let r = self.try_run(&["publish", gun], None);
+        if r.is_err() {
+            self.run(&["reset", gun, "--all"]);
+        }
+        r
+    }
+
     pub fn publish(&self, gun: &str) {
         self.run(&["publish", gun]);
     }
