@@ -342,3 +342,22 @@ async fn no_roles_means_dockers_default() {
     assert_eq!(v1.role(), "targets/releases");
     assert_eq!(c.list(GUN, &[]).await.unwrap().len(), 2);
 }
+
+/// Removing the last delegation makes notary write `"roles":null`; the repository still
+/// verifies and the tag falls back to `targets`.
+#[tokio::test]
+async fn null_delegation_roles_as_notary_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.delegations.clear();
+    let mut p = repo.build();
+    let mut signed = repo.targets_signed();
+    signed["delegations"] = serde_json::json!({"keys": {}, "roles": null});
+    p.targets = trustfix::envelope(&signed, &[&repo.targets_keys[0]]);
+    serve_rebuilt(&repo, &src, p);
+    let v1 = resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+    assert_eq!(v1.role(), "targets");
+}

@@ -35,6 +35,7 @@ pub struct Signature {
 #[derive(Deserialize)]
 struct RawEnvelope {
     signed: Value,
+    #[serde(default)]
     signatures: Option<Vec<Signature>>,
 }
 
@@ -97,6 +98,7 @@ pub struct KeyVal {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RoleKeys {
+    #[serde(default, deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
 }
@@ -105,7 +107,9 @@ pub struct RoleKeys {
 pub struct Root {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub keys: BTreeMap<String, TufKey>,
+    #[serde(default, deserialize_with = "nullable")]
     pub roles: BTreeMap<String, RoleKeys>,
     #[serde(default)]
     pub consistent_snapshot: bool,
@@ -115,6 +119,7 @@ pub struct Root {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FileMeta {
     pub length: i64,
+    #[serde(default, deserialize_with = "nullable")]
     pub hashes: BTreeMap<String, String>,
     /// Kept as raw JSON: its content is the publisher's business.
     #[serde(default)]
@@ -125,6 +130,7 @@ pub struct FileMeta {
 pub struct Snapshot {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
@@ -132,6 +138,7 @@ pub struct Snapshot {
 pub struct Timestamp {
     pub version: i64,
     pub expires: Expires,
+    #[serde(default, deserialize_with = "nullable")]
     pub meta: BTreeMap<String, FileMeta>,
 }
 
@@ -139,7 +146,7 @@ pub struct Timestamp {
 pub struct Targets {
     pub version: i64,
     pub expires: Expires,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub targets: BTreeMap<String, FileMeta>,
     #[serde(default)]
     pub delegations: Option<Delegations>,
@@ -147,19 +154,30 @@ pub struct Targets {
 
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Delegations {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub keys: BTreeMap<String, TufKey>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub roles: Vec<DelegationRole>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DelegationRole {
     pub name: String,
+    #[serde(default, deserialize_with = "nullable")]
     pub keyids: Vec<String>,
     pub threshold: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub paths: Vec<String>,
+}
+
+/// Go marshals a nil slice or map as `null` (notary writes `"roles":null` once the last
+/// delegation is removed) and reads `null` back as empty: do the same for every collection.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// An RFC 3339 instant, as Go's `time.Time` writes it (0–9 fractional digits).
@@ -268,6 +286,17 @@ mod tests {
             env.typed::<Root>("root", "root"),
             Err(TrustError::WrongType { .. })
         ));
+    }
+
+    #[test]
+    fn null_collections_read_as_empty_like_go() {
+        let t = br#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","version":3,
+            "targets":null,"delegations":{"keys":{},"roles":null}},"signatures":null}"#;
+        let env = Envelope::parse("targets", t).unwrap();
+        assert!(env.signatures.is_empty());
+        let targets: Targets = env.typed("targets", "Targets").unwrap();
+        assert!(targets.targets.is_empty());
+        assert!(targets.delegations.unwrap().roles.is_empty());
     }
 
     #[test]
