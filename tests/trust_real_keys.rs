@@ -127,7 +127,6 @@ async fn delegation_key_replaced() {
 /// (a Go nil slice); the notary client reads that as "no delegations". The tags the role
 /// signed are gone; a tag also in targets falls back to targets.
 #[tokio::test]
-#[ignore = "trustcore bug: src/trust/wire.rs rejects \"roles\":null (Malformed); remove this line once fixed"]
 async fn delegation_role_removed_falls_back_to_targets() {
     let gun = "example.com/delegremoved";
     let server = NotaryServer::local();
