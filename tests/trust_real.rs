@@ -1,78 +1,14 @@
 //! Trust verification against the REAL notary-server (local ed25519 and signer-backed ecdsa
-//! server keys), with trust data published by the REAL notary CLI. Every positive result is
-//! compared with what `notary lookup` / `notary list` report for the same data.
+//! server keys), with trust data published by the REAL notary CLI: Docker Content Trust
+//! semantics. Every positive result is compared with what `notary lookup` / `notary list`
+//! report for the same data.
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-
 use support::notary::{
-    digest_of, docker_trust_inspect, DelegationKeyKind, Flavour, ListRow, LookupLine, NotaryCli,
-    NotaryServer,
+    assert_same_as_notary, both_flavours, digest_of, resolve, resolve_with, root_version_on_server,
+    trust_client, DelegationKeyKind, Flavour, NotaryCli, NotaryServer,
 };
-use trustgate::trust::{
-    default_roles, RefusalReason, TrustClient, TrustError, TrustSettings, VerifiedTarget,
-};
-
-fn trust_client(server: &NotaryServer, state: &Path) -> TrustClient {
-    let settings = TrustSettings {
-        state_dir: Some(state.to_path_buf()),
-        ..TrustSettings::default()
-    };
-    TrustClient::new(settings, Arc::new(server.metadata_source())).unwrap()
-}
-
-/// A trustgate verifier for one server with its own persisted state directory.
-async fn resolve_with(
-    server: &NotaryServer,
-    state: &Path,
-    gun: &str,
-    tag: &str,
-    roles: &[String],
-) -> Result<VerifiedTarget, TrustError> {
-    let client = trust_client(server, state);
-    client.resolve(gun, tag, roles).await
-}
-
-async fn resolve(
-    server: &NotaryServer,
-    state: &Path,
-    gun: &str,
-    tag: &str,
-) -> Result<VerifiedTarget, TrustError> {
-    resolve_with(server, state, gun, tag, &default_roles()).await
-}
-
-/// The verdict equals what the real notary client reports for the same tag: `notary lookup`
-/// for digest and size, `notary list` for the signing role.
-fn assert_same_as_notary(cli: &NotaryCli, gun: &str, tag: &str, got: &VerifiedTarget) {
-    let line: LookupLine = cli.lookup(gun, tag).expect("notary lookup");
-    assert_eq!(got.gun(), gun);
-    assert_eq!(got.tag(), tag);
-    assert_eq!(got.digest(), line.digest, "digest vs notary lookup");
-    assert_eq!(got.length(), line.size, "length vs notary lookup");
-    let rows: Vec<ListRow> = cli.list(gun);
-    let row = rows
-        .iter()
-        .find(|r| r.name == tag)
-        .expect("tag in notary list");
-    assert_eq!(got.role(), row.role, "role vs notary list");
-    assert!(!got.keyids().is_empty());
-}
-
-macro_rules! both_flavours {
-    ($scenario:ident, $local:ident, $remote:ident) => {
-        #[tokio::test]
-        async fn $local() {
-            $scenario(Flavour::Local).await
-        }
-        #[tokio::test]
-        async fn $remote() {
-            $scenario(Flavour::Remote).await
-        }
-    };
-}
-
+use trustgate::trust::{RefusalReason, TrustError};
 async fn plain_targets_tag(flavour: Flavour) {
     let gun = "example.com/plain";
     let server = NotaryServer::start(flavour);
@@ -170,9 +106,9 @@ async fn delegation_restricted_by_paths() {
     cli.add(gun, "rel-1", b"release one", &["targets/releases"]);
     cli.publish(gun);
     // notary itself refuses to publish a target outside the delegation's paths.
-    cli.add(gun, "other", b"outside", &["targets/releases"]);
-    assert!(cli.try_run(&["publish", gun], None).is_err());
-    cli.run(&["reset", gun, "--all"]);
+    assert!(cli
+        .add_and_try_publish(gun, "other", b"outside", &["targets/releases"])
+        .is_err());
     let state = support::tempdir();
     let got = resolve(&server, state.path(), gun, "rel-1").await.unwrap();
     assert_same_as_notary(&cli, gun, "rel-1", &got);
@@ -237,15 +173,14 @@ async fn revoked_tag(flavour: Flavour) {
         cli.lookup(gun, "v1").is_err(),
         "notary itself no longer finds it"
     );
-    // Same state dir: the earlier verdict must not linger.
+    // Same state dir: the earlier verdict must not linger, and this client saw the tag
+    // signed before, so it can tell a revocation ...
     let err = resolve(&server, state.path(), gun, "v1").await.unwrap_err();
-    assert!(
-        matches!(
-            err.reason(),
-            RefusalReason::TagNotSigned | RefusalReason::TagRevoked
-        ),
-        "{err:?}"
-    );
+    assert_eq!(err.reason(), RefusalReason::TagRevoked, "{err:?}");
+    // ... which a client meeting the repository now cannot.
+    let fresh = support::tempdir();
+    let err = resolve(&server, fresh.path(), gun, "v1").await.unwrap_err();
+    assert_eq!(err.reason(), RefusalReason::TagNotSigned, "{err:?}");
     let keep = resolve(&server, state.path(), gun, "keep").await.unwrap();
     assert_same_as_notary(&cli, gun, "keep", &keep);
 }
@@ -276,21 +211,31 @@ async fn root_rotation(flavour: Flavour) {
     cli.publish(gun);
     let old_state = support::tempdir();
     resolve(&server, old_state.path(), gun, "v1").await.unwrap();
-    let (_, root_v1) = server.get_raw(gun, "root.json");
+    let before = root_version_on_server(&server, gun);
+    // Two rotations, so a client holding the first root must walk `<n>.root.json` one by one.
+    cli.rotate_root(gun);
     cli.rotate_root(gun);
     cli.add(gun, "v2", b"after rotation", &[]);
     cli.publish(gun);
-    let (_, root_now) = server.get_raw(gun, "root.json");
-    assert_ne!(root_v1, root_now, "the root really rotated");
+    let now = root_version_on_server(&server, gun);
+    assert!(
+        now >= before + 2,
+        "the root really rotated twice: {before} -> {now}"
+    );
     // A fresh client trusts the new root on first use.
     let fresh = support::tempdir();
     let got = resolve(&server, fresh.path(), gun, "v2").await.unwrap();
     assert_same_as_notary(&cli, gun, "v2", &got);
-    // A client that pinned the old root follows the rotation (old + new keys signed it).
+    // A client that pinned the old root follows the rotation (each step signed by old + new).
     let got = resolve(&server, old_state.path(), gun, "v2").await.unwrap();
     assert_same_as_notary(&cli, gun, "v2", &got);
     let got = resolve(&server, old_state.path(), gun, "v1").await.unwrap();
     assert_same_as_notary(&cli, gun, "v1", &got);
+    let repo = trust_client(&server, old_state.path())
+        .repo(gun)
+        .await
+        .unwrap();
+    assert_eq!(repo.root_version(), now);
 }
 both_flavours!(root_rotation, root_rotation_local, root_rotation_remote);
 
@@ -328,6 +273,40 @@ both_flavours!(
     server_snapshot_remote
 );
 
+/// The server's data for a GUN is deleted and re-created under a new root key that the old
+/// root never signed (a compromised or careless server operator). A client that already
+/// trusts the old root must refuse it; a client meeting the GUN for the first time trusts
+/// the new data on first use, as `notary lookup` with a fresh trust dir does.
+async fn replaced_root(flavour: Flavour) {
+    let gun = "example.com/replaced";
+    let server = NotaryServer::start(flavour);
+    let first = NotaryCli::new(&server);
+    first.init(gun);
+    first.add(gun, "v1", b"original", &[]);
+    first.publish(gun);
+    let pinned = support::tempdir();
+    resolve(&server, pinned.path(), gun, "v1").await.unwrap();
+    first.run(&["delete", gun, "--remote"]);
+    assert_eq!(server.get_raw(gun, "root.json").0, 404);
+    let second = NotaryCli::new(&server);
+    second.init(gun);
+    second.add(gun, "v1", b"replacement", &[]);
+    second.publish(gun);
+    let err = resolve(&server, pinned.path(), gun, "v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::RootNotSignedByPrevious { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.reason(), RefusalReason::SignatureInvalid);
+    let fresh = support::tempdir();
+    let got = resolve(&server, fresh.path(), gun, "v1").await.unwrap();
+    assert_same_as_notary(&second, gun, "v1", &got);
+    assert_eq!(got.digest(), digest_of(b"replacement"));
+}
+both_flavours!(replaced_root, replaced_root_local, replaced_root_remote);
+
 #[tokio::test]
 async fn repository_without_trust_data() {
     let server = NotaryServer::local();
@@ -340,80 +319,67 @@ async fn repository_without_trust_data() {
     assert_eq!(err.reason(), RefusalReason::NoTrustData, "{err:?}");
 }
 
+/// A trust server behind Docker token auth: the notary CLI publishes as alice, trustgate
+/// resolves with alice's credentials and asks the issuer for exactly
+/// `repository:<GUN>:pull`; without credentials the server cannot be asked.
+/// The server loses a GUN's data (`notary delete --remote`). A client that verified it before
+/// answers as the notary client with its cache does.
+/// Docker accepts a tag only when the signing role is exactly `targets/releases` or
+/// `targets`: one signed in a child of releases (`targets/releases/team`) is found by notary's
+/// walk but not trusted.
 #[tokio::test]
-async fn server_down_with_nothing_cached_fails_closed() {
-    let gun = "example.com/down";
-    let mut server = NotaryServer::local();
+async fn nested_delegation_under_releases_is_not_releases() {
+    let gun = "example.com/nested";
+    let server = NotaryServer::remote();
     let cli = NotaryCli::new(&server);
     cli.init(gun);
-    cli.add(gun, "v1", b"v1", &[]);
-    cli.publish(gun);
-    server.stop();
-    let state = support::tempdir();
-    let err = resolve(&server, state.path(), gun, "v1").await.unwrap_err();
-    assert_eq!(err.reason(), RefusalReason::Unreachable, "{err:?}");
-}
-
-#[tokio::test]
-async fn server_down_with_verified_cache_still_resolves() {
-    let gun = "example.com/airgap";
-    let mut server = NotaryServer::remote();
-    let cli = NotaryCli::new(&server);
-    cli.init(gun);
-    cli.add(gun, "v1", b"cached v1", &[]);
-    cli.publish(gun);
-    let state = support::tempdir();
-    let online = resolve(&server, state.path(), gun, "v1").await.unwrap();
-    assert_same_as_notary(&cli, gun, "v1", &online);
-    server.stop();
-    let offline = resolve(&server, state.path(), gun, "v1").await.unwrap();
-    assert_eq!(offline.digest(), online.digest());
-    assert_eq!(offline.length(), online.length());
-    assert_eq!(offline.role(), online.role());
-    let err = resolve(&server, state.path(), gun, "never-signed")
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), RefusalReason::TagNotSigned, "{err:?}");
-}
-
-#[tokio::test]
-async fn docker_trust_inspect_agrees() {
-    let gun = "registry.example/app";
-    let server = NotaryServer::local();
-    let cli = NotaryCli::new(&server);
-    cli.init(gun);
-    cli.add(gun, "v1", b"targets v1", &[]);
     cli.publish(gun);
     cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
-    cli.add(gun, "v2", b"releases v2", &["targets/releases"]);
+    cli.add_delegation(
+        gun,
+        "targets/releases/team",
+        DelegationKeyKind::PublicKey,
+        None,
+    );
+    cli.add(gun, "t1", b"team build", &["targets/releases/team"]);
     cli.publish(gun);
-    cli.add_delegation(gun, "targets/ci", DelegationKeyKind::PublicKey, None);
-    cli.add(gun, "ci-1", b"ci build", &["targets/ci"]);
-    cli.publish(gun);
-    let state = support::tempdir();
-    // Docker shows both accepted roles as "Repo Admin" (`notaryRoleToSigner`).
-    for tag in ["v1", "v2"] {
-        let got = resolve(&server, state.path(), gun, tag).await.unwrap();
-        let docker = docker_trust_inspect(&server, gun, tag);
-        assert_eq!(docker.len(), 1, "{docker:?}");
-        assert_eq!(docker[0].digest, got.digest());
-        assert_eq!(
-            docker[0].signers,
-            vec!["Repo Admin".to_string()],
-            "{docker:?}"
-        );
-    }
-    // A tag signed only in another delegation: notary finds it, Docker shows no signed tag,
-    // and we refuse it by default.
-    assert!(cli.lookup(gun, "ci-1").is_ok());
-    let docker = docker_trust_inspect(&server, gun, "ci-1");
-    assert!(docker.is_empty(), "{docker:?}");
-    let err = resolve(&server, state.path(), gun, "ci-1")
-        .await
-        .unwrap_err();
     assert_eq!(
-        err.reason(),
-        RefusalReason::SignedByUnacceptedRole,
+        cli.list_role(gun, "t1").as_deref(),
+        Some("targets/releases/team")
+    );
+    let state = support::tempdir();
+    let err = resolve(&server, state.path(), gun, "t1").await.unwrap_err();
+    assert!(
+        matches!(&err, TrustError::SignedOnlyByOtherRole { roles, .. } if roles == &["targets/releases/team"]),
         "{err:?}"
     );
+    let team = vec!["targets/releases/team".to_string()];
+    let got = resolve_with(&server, state.path(), gun, "t1", &team)
+        .await
+        .unwrap();
+    assert_same_as_notary(&cli, gun, "t1", &got);
+}
+
+/// Revoking a tag in `targets/releases` while `targets` still signs it: Docker then trusts
+/// the `targets` digest — removal from one role is not a revocation of the tag.
+#[tokio::test]
+async fn removed_from_releases_falls_back_to_targets() {
+    let gun = "example.com/relremove";
+    let server = NotaryServer::remote();
+    let cli = NotaryCli::new(&server);
+    cli.init(gun);
+    cli.add(gun, "v1", b"v1 from targets", &[]);
+    cli.publish(gun);
+    cli.add_delegation(gun, "targets/releases", DelegationKeyKind::X509Cert, None);
+    cli.add(gun, "v1", b"v1 from releases", &["targets/releases"]);
+    cli.publish(gun);
+    let state = support::tempdir();
+    let got = resolve(&server, state.path(), gun, "v1").await.unwrap();
+    assert_eq!(got.digest(), digest_of(b"v1 from releases"));
+    cli.remove(gun, "v1", &["targets/releases"]);
+    cli.publish(gun);
+    let got = resolve(&server, state.path(), gun, "v1").await.unwrap();
+    assert_same_as_notary(&cli, gun, "v1", &got);
+    assert_eq!(got.role(), "targets");
+    assert_eq!(got.digest(), digest_of(b"v1 from targets"));
 }

@@ -2,7 +2,12 @@
 //! what the proxy would trust. Output mirrors `notary lookup` (`<tag> <digest> <size>`) with
 //! the signing role appended; a refusal names its precise reason and exits non-zero.
 //!
-//! main.rs embeds [`TrustArgs`] as the `trust` subcommand and calls [`run`].
+//! main.rs embeds [`TrustArgs`] as the `trust` subcommand and calls [`run`]: print the `Ok`
+//! text to stdout; on `Err(e)` print `e` to stderr and exit with [`CliError::exit_code`]
+//! (1 = not trusted, 2 = could not ask).
+//!
+//! Trusted state (roots, versions) persists in `--state-dir` like the notary client's trust
+//! dir, so a second lookup is verified against the first one's root (TOFU once, then pinned).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use super::{
     default_roles, RefusalReason, TrustClient, TrustError, TrustPinning, TrustSettings,
     VerifiedTarget,
 };
-use crate::upstream::UpstreamError;
+use crate::upstream::{Credentials, UpstreamError};
 
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
@@ -43,6 +48,12 @@ pub struct ServerArgs {
     /// Directory holding trusted roots and last-seen versions (default: ~/.trustgate/trust).
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// User for the trust server's token (or Basic) authentication.
+    #[arg(long, value_name = "USER", requires = "password_file")]
+    pub username: Option<String>,
+    /// File holding the password for --username (kept off the command line).
+    #[arg(long = "password-file", value_name = "FILE", requires = "username")]
+    pub password_file: Option<PathBuf>,
     /// Accepted signing role, highest priority first; repeatable
     /// (default: targets/releases, then targets).
     #[arg(long = "role", value_name = "ROLE")]
@@ -165,7 +176,19 @@ fn state_dir(args: &ServerArgs) -> Result<PathBuf, CliError> {
 }
 
 fn open_client(gun: &str, args: &ServerArgs) -> Result<TrustClient, CliError> {
-    let source = HttpMetadataSource::from_settings(settings_for(&args.server, args.ca.clone())?)?;
+    let mut settings = settings_for(&args.server, args.ca.clone())?;
+    if let (Some(username), Some(path)) = (&args.username, &args.password_file) {
+        let password = std::fs::read_to_string(path).map_err(|e| CliError::ReadFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        settings.credentials = Some(Credentials {
+            username: username.clone(),
+            // A trailing newline is what editors and `echo` add, never part of a password.
+            password: password.trim_end_matches(['\r', '\n']).to_string(),
+        });
+    }
+    let source = HttpMetadataSource::from_settings(settings)?;
     let mut pinning = TrustPinning::default();
     if let Some(path) = &args.root_cert {
         let pem = std::fs::read(path).map_err(|e| CliError::ReadFile {

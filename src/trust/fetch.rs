@@ -172,11 +172,14 @@ impl MetadataSource for HttpMetadataSource {
     }
 }
 
-/// Maps a status to the verdict Notary's HTTP store gives it (`storage/httpstore.go`
-/// `translateStatusToError`): 404 → not found; 5xx → the server cannot answer (treated like a
-/// network error, so cached data may be used); anything else non-2xx → a refusal.
+/// Maps a status to a verdict, after Notary's HTTP store (`storage/httpstore.go`
+/// `translateStatusToError`): only 200 is data; 404 is `ErrMetaNotFound`; everything else is
+/// `ErrServerUnavailable` there. We keep 5xx as "unreachable" (cached, still valid data may
+/// answer) but report other statuses (401/403 after the token dance, 3xx, 2xx other than
+/// 200) as a refusal, so an auth or proxy misconfiguration is named as such; its coarse
+/// reason is still "unreachable".
 fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
-    if status.is_success() {
+    if status == StatusCode::OK {
         Ok(())
     } else if status == StatusCode::NOT_FOUND {
         Err(FetchError::NotFound {
@@ -290,7 +293,7 @@ mod tests {
                 Err(FetchError::Unreachable { .. })
             ));
         }
-        for s in [400u16, 401, 403, 410] {
+        for s in [204u16, 206, 302, 400, 401, 403, 410] {
             assert!(matches!(
                 classify_status(StatusCode::from_u16(s).unwrap(), "f"),
                 Err(FetchError::Refused { .. })

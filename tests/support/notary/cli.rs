@@ -1,204 +1,12 @@
-//! A real notary-server (and, for the `remote` flavour, a real notary-signer) on free loopback
-//! ports with TLS from a throwaway [`TestCa`], and a [`NotaryCli`] wrapper around the real
-//! `notary` publisher tool, so trust data in tests is exactly what Docker Content Trust writes.
-//!
-//! Flavours differ in who holds the server-managed keys (timestamp, and snapshot after
-//! `key rotate -r`): `local` trust makes ed25519 keys, a signer with `key_algorithm: ecdsa`
-//! makes P-256 keys (what Docker Hub has). Verification must handle both.
+//! The real `notary` CLI (the publisher's tool, what `docker trust sign` runs underneath) with
+//! its own trust dir, and openssl-made delegation keys.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use super::pki::{IssuedCert, TestCa};
-use super::proc::ChildGuard;
-use super::{free_port, require_tool, tempdir, wait_for_tcp};
-
-/// The passphrase every key in the test trust dirs is encrypted with.
-pub const PASSPHRASE: &str = "trustgate-test-passphrase";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
-    /// `trust_service: local` — ed25519 server keys.
-    Local,
-    /// `trust_service: remote` backed by notary-signer — ecdsa server keys.
-    Remote,
-}
-
-pub struct NotaryServer {
-    pub flavour: Flavour,
-    pub addr: SocketAddr,
-    /// `https://127.0.0.1:<port>`
-    pub url: String,
-    /// The CA that issued the server's certificate (what `--ca` / `root_ca` take).
-    pub ca_path: PathBuf,
-    pub tls: IssuedCert,
-    server: ChildGuard,
-    // Field order matters for Drop: the server stops before the signer it talks to.
-    signer: Option<ChildGuard>,
-    dir: tempfile::TempDir,
-}
-
-impl NotaryServer {
-    pub fn local() -> NotaryServer {
-        NotaryServer::start(Flavour::Local)
-    }
-
-    pub fn remote() -> NotaryServer {
-        NotaryServer::start(Flavour::Remote)
-    }
-
-    pub fn start(flavour: Flavour) -> NotaryServer {
-        let server_bin = require_tool("notary-server");
-        let dir = tempdir();
-        let ca = TestCa::new("trustgate notary test CA");
-        let tls = ca.issue(dir.path(), "notary");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-
-        let (trust_service, signer) = match flavour {
-            Flavour::Local => (serde_json::json!({"type": "local"}), None),
-            Flavour::Remote => {
-                let signer_bin = require_tool("notary-signer");
-                let grpc_port = free_port();
-                let signer_cfg = serde_json::json!({
-                    "server": {
-                        "grpc_addr": format!("127.0.0.1:{grpc_port}"),
-                        "tls_cert_file": tls.cert_path,
-                        "tls_key_file": tls.key_path,
-                        "client_ca_file": tls.ca_path,
-                    },
-                    "storage": {"backend": "memory"},
-                });
-                let cfg_path = dir.path().join("signer.json");
-                std::fs::write(&cfg_path, signer_cfg.to_string()).unwrap();
-                let mut cmd = Command::new(signer_bin);
-                cmd.arg("-config").arg(&cfg_path);
-                let mut guard =
-                    ChildGuard::spawn("notary-signer", cmd, &dir.path().join("signer.log"));
-                wait_for_tcp(
-                    format!("127.0.0.1:{grpc_port}").parse().unwrap(),
-                    Duration::from_secs(20),
-                );
-                guard.assert_running();
-                let ts = serde_json::json!({
-                    "type": "remote",
-                    "hostname": "127.0.0.1",
-                    "port": grpc_port.to_string(),
-                    "key_algorithm": "ecdsa",
-                    "tls_ca_file": tls.ca_path,
-                    "tls_client_cert": tls.cert_path,
-                    "tls_client_key": tls.key_path,
-                });
-                (ts, Some(guard))
-            }
-        };
-
-        let server_cfg = serde_json::json!({
-            "server": {
-                "http_addr": addr.to_string(),
-                "tls_cert_file": tls.cert_path,
-                "tls_key_file": tls.key_path,
-            },
-            "trust_service": trust_service,
-            "storage": {"backend": "memory"},
-        });
-        let cfg_path = dir.path().join("server.json");
-        std::fs::write(&cfg_path, server_cfg.to_string()).unwrap();
-        let mut cmd = Command::new(server_bin);
-        cmd.arg("-config").arg(&cfg_path);
-        let server = ChildGuard::spawn("notary-server", cmd, &dir.path().join("server.log"));
-        let mut me = NotaryServer {
-            flavour,
-            addr,
-            url: format!("https://{addr}"),
-            ca_path: tls.ca_path.clone(),
-            tls,
-            server,
-            signer,
-            dir,
-        };
-        me.wait_healthy(Duration::from_secs(30));
-        me
-    }
-
-    /// `127.0.0.1:<port>` (what Docker calls the trust server's host).
-    pub fn host_port(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// Stops the server (and its signer) now; the address then refuses connections.
-    pub fn stop(&mut self) {
-        self.server.stop();
-        if let Some(s) = self.signer.as_mut() {
-            s.stop();
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        self.server.log_text()
-    }
-
-    /// A scratch directory that lives as long as the server.
-    pub fn scratch(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Raw `GET /v2/<gun>/_trust/tuf/<file>` via curl: (status, body). For fixtures and
-    /// oracle comparisons only; trustgate's own fetching is what the tests examine.
-    pub fn get_raw(&self, gun: &str, file: &str) -> (u16, Vec<u8>) {
-        let url = format!("{}/v2/{gun}/_trust/tuf/{file}", self.url);
-        curl_get(&url, &self.ca_path)
-    }
-
-    /// trustgate's HTTP metadata source for this server (trusting its test CA).
-    pub fn metadata_source(&self) -> trustgate::trust::fetch::HttpMetadataSource {
-        let settings =
-            trustgate::trust::fetch::settings_for(&self.url, Some(self.ca_path.clone())).unwrap();
-        trustgate::trust::fetch::HttpMetadataSource::from_settings(settings).unwrap()
-    }
-
-    fn wait_healthy(&mut self, timeout: Duration) {
-        let start = Instant::now();
-        let url = format!("{}/_notary_server/health", self.url);
-        loop {
-            self.server.assert_running();
-            if let Some(s) = self.signer.as_mut() {
-                s.assert_running();
-            }
-            let (status, _) = curl_get(&url, &self.ca_path);
-            if status == 200 {
-                return;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "notary-server not healthy after {timeout:?} (last status {status}); log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn curl_get(url: &str, ca: &Path) -> (u16, Vec<u8>) {
-    let body = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(require_tool("curl"))
-        .args(["-s", "-o"])
-        .arg(body.path())
-        .args(["-w", "%{http_code}", "--max-time", "5", "--cacert"])
-        .arg(ca)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    let status = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    (status, std::fs::read(body.path()).unwrap_or_default())
-}
+use super::{NotaryServer, PASSPHRASE};
+use crate::support::{require_tool, tempdir};
 
 /// How a delegation's public key is given to `notary delegation add`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +77,7 @@ impl DelegationKey {
     }
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub(super) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -303,6 +111,8 @@ pub struct ListRow {
 pub struct NotaryCli {
     bin: PathBuf,
     config: PathBuf,
+    /// `user:password` for a token-auth server (passed as `NOTARY_AUTH`, base64).
+    auth: Option<String>,
     pub trust_dir: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -324,9 +134,26 @@ impl NotaryCli {
         NotaryCli {
             bin: require_tool("notary"),
             config,
+            auth: None,
             trust_dir,
             dir,
         }
+    }
+
+    /// Sets the client's `trust_pinning` section (e.g. `{"certs": {GUN: [root keyid]}}` or
+    /// `{"ca": {prefix: CA file}, "disable_tofu": true}`), as Notary's config file has it.
+    pub fn with_trust_pinning(self, pinning: serde_json::Value) -> NotaryCli {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        cfg["trust_pinning"] = pinning;
+        std::fs::write(&self.config, cfg.to_string()).unwrap();
+        self
+    }
+
+    /// Logs in to a token-auth server as `user` (notary reads `NOTARY_AUTH`).
+    pub fn with_auth(mut self, user: &str, password: &str) -> NotaryCli {
+        self.auth = Some(format!("{user}:{password}"));
+        self
     }
 
     /// A scratch directory that lives as long as this CLI (for keys and target files).
@@ -340,6 +167,13 @@ impl NotaryCli {
         cmd.arg("-c").arg(&self.config).args(args);
         for role in ["ROOT", "TARGETS", "SNAPSHOT", "DELEGATION"] {
             cmd.env(format!("NOTARY_{role}_PASSPHRASE"), PASSPHRASE);
+        }
+        if let Some(auth) = &self.auth {
+            use base64::Engine as _;
+            cmd.env(
+                "NOTARY_AUTH",
+                base64::engine::general_purpose::STANDARD.encode(auth),
+            );
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -368,6 +202,13 @@ impl NotaryCli {
 
     pub fn init(&self, gun: &str) {
         self.run(&["init", gun]);
+    }
+
+    /// `init GUN --rootkey KEY --rootcert CERT`: a root key and certificate made outside notary
+    /// (e.g. issued by a CA, for CA pinning). KEY must be PKCS#8 encrypted with [`PASSPHRASE`].
+    pub fn init_with_root(&self, gun: &str, rootkey: &Path, rootcert: &Path) {
+        let (k, c) = (rootkey.to_string_lossy(), rootcert.to_string_lossy());
+        self.run(&["init", gun, "--rootkey", &k, "--rootcert", &c]);
     }
 
     /// Stages `tag` → the exact `bytes` (like a manifest as the registry serves it), signed by
@@ -404,6 +245,23 @@ impl NotaryCli {
         self.run(&args);
     }
 
+    /// Stages `tag` and tries to publish, returning notary's verdict (a target outside the
+    /// role's paths makes the publish fail); on failure the staged changes are dropped.
+    pub fn add_and_try_publish(
+        &self,
+        gun: &str,
+        tag: &str,
+        bytes: &[u8],
+        roles: &[&str],
+    ) -> Result<String, String> {
+        self.add(gun, tag, bytes, roles);
+        let r = self.try_run(&["publish", gun], None);
+        if r.is_err() {
+            self.run(&["reset", gun, "--all"]);
+        }
+        r
+    }
+
     pub fn publish(&self, gun: &str) {
         self.run(&["publish", gun]);
     }
@@ -411,8 +269,9 @@ impl NotaryCli {
     /// `notary lookup GUN TAG`: the parsed line, or notary's error text.
     pub fn lookup(&self, gun: &str, tag: &str) -> Result<LookupLine, String> {
         let out = self.try_run(&["lookup", gun, tag], None)?;
-        let line = out.trim();
-        let parts: Vec<&str> = line.split_whitespace().collect();
+        // Only ASCII blanks separate fields: a tag may hold Unicode spaces (U+2028 ...).
+        let line = out.trim_matches(|c: char| c.is_ascii_whitespace());
+        let parts = ascii_fields(line);
         match parts.as_slice() {
             [t, d, s] => Ok(LookupLine {
                 tag: t.to_string(),
@@ -429,7 +288,7 @@ impl NotaryCli {
         out.lines()
             .skip(2) // header and dashes
             .filter_map(|l| {
-                let p: Vec<&str> = l.split_whitespace().collect();
+                let p = ascii_fields(l);
                 match p.as_slice() {
                     [n, d, s, r] => Some(ListRow {
                         name: n.to_string(),
@@ -506,6 +365,12 @@ impl NotaryCli {
     }
 }
 
+fn ascii_fields(line: &str) -> Vec<&str> {
+    line.split(|c: char| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
 fn hex_of(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -514,51 +379,4 @@ fn hex_of(bytes: &[u8]) -> String {
 /// `sha256:<hex>` of `bytes`, as notary reports a target's digest.
 pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex_of(bytes))
-}
-
-/// One entry of `docker trust inspect`'s `SignedTags`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DockerSignedTag {
-    pub tag: String,
-    /// `sha256:<hex>` (docker prints bare hex; normalised here).
-    pub digest: String,
-    /// Docker's signer names: `Repo Admin` for `targets`, the delegation's last path element
-    /// otherwise (e.g. `releases`).
-    pub signers: Vec<String>,
-}
-
-/// `docker trust inspect GUN:TAG` against `server` — what the Docker client itself trusts.
-/// Needs only the docker CLI (no engine): `DOCKER_CONTENT_TRUST_SERVER` names the server and
-/// `DOCKER_CONFIG/tls/<host:port>/ca.crt` its CA. The GUN must be a valid image name.
-pub fn docker_trust_inspect(server: &NotaryServer, gun: &str, tag: &str) -> Vec<DockerSignedTag> {
-    let docker = require_tool("docker");
-    let cfg = tempdir();
-    let tls = cfg.path().join("tls").join(server.host_port());
-    std::fs::create_dir_all(&tls).unwrap();
-    std::fs::copy(&server.ca_path, tls.join("ca.crt")).unwrap();
-    let out = run_ok(
-        Command::new(docker)
-            .env("DOCKER_CONFIG", cfg.path())
-            .env("DOCKER_CONTENT_TRUST_SERVER", &server.url)
-            .args(["trust", "inspect"])
-            .arg(format!("{gun}:{tag}")),
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0]["SignedTags"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|t| DockerSignedTag {
-            tag: t["SignedTag"].as_str().unwrap_or_default().to_string(),
-            digest: format!("sha256:{}", t["Digest"].as_str().unwrap_or_default()),
-            signers: t["Signers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-        })
-        .collect()
 }
