@@ -144,7 +144,15 @@ impl Enforcer {
         match self.tags.get_or_refresh(key, resolver).await {
             Ok(t) => TrustOutcome::Verified(t),
             Err(e) => match e.as_ref() {
-                ResolveError::Trust(t) => TrustOutcome::Failed(t.clone()),
+                ResolveError::Trust(t) => {
+                    if t.reason() == crate::trust::RefusalReason::Unreachable {
+                        self.metrics.record_upstream_error(
+                            crate::metrics::Upstream::TrustServer,
+                            crate::metrics::UpstreamFailure::Connect,
+                        );
+                    }
+                    TrustOutcome::Failed(t.clone())
+                }
                 ResolveError::RolesDisagree(d) => TrustOutcome::RolesDisagree { detail: d.clone() },
             },
         }

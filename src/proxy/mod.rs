@@ -29,7 +29,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use crate::cache::{ManifestCache, TagCacheSettings};
 use crate::config::Config;
 use crate::enforce::Enforcer;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Upstream as MetricsUpstream, UpstreamFailure};
 use crate::policy::{Policy, PolicyErrors, PolicyHandle};
 use crate::registry::errors::OciCode;
 use crate::registry::routes::{Endpoint, Route, RouteTable, RoutedBy};
@@ -358,7 +358,25 @@ pub async fn send_upstream(
         headers,
         scope: Some(format!("repository:{repo}:pull")),
     };
-    c.send(req).await.map_err(|e| match e {
+    c.send(req).await.map_err(|e| {
+        let failure = match &e {
+            UpstreamError::Unreachable { .. } => UpstreamFailure::Connect,
+            UpstreamError::Timeout { .. } => UpstreamFailure::Timeout,
+            UpstreamError::Auth { .. } => UpstreamFailure::Status,
+            UpstreamError::Protocol { .. } => UpstreamFailure::Protocol,
+            UpstreamError::Settings { .. } | UpstreamError::InvalidRequest { .. } => {
+                UpstreamFailure::Other
+            }
+        };
+        state
+            .metrics
+            .record_upstream_error(MetricsUpstream::Registry, failure);
+        upstream_error(e, ctx, repo)
+    })
+}
+
+fn upstream_error(e: UpstreamError, ctx: &RequestCtx, repo: &RepoName) -> RegistryError {
+    match e {
         UpstreamError::Unreachable { upstream, reason } => {
             tracing::warn!(request_id = %ctx.id, %upstream, %reason, "upstream unreachable");
             RegistryError::UpstreamUnreachable {
@@ -389,7 +407,7 @@ pub async fn send_upstream(
         | UpstreamError::InvalidRequest { upstream, reason } => RegistryError::Internal {
             context: format!("upstream {upstream}: {reason}"),
         },
-    })
+    }
 }
 
 /// Turns a non-success upstream answer into the error the client sees: 404 keeps its OCI
