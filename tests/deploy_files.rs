@@ -105,3 +105,34 @@ fn systemd_unit_is_hardened() {
         assert!(unit.contains(must), "trustgate.service lacks `{must}`");
     }
 }
+
+#[test]
+fn kubernetes_policy_and_config_load_with_trustgate_itself() {
+    let policy = trustgate::policy::Policy::load(deploy("kubernetes/policy.toml"))
+        .unwrap_or_else(|e| panic!("deploy/kubernetes/policy.toml:\n{e}"));
+    let d = policy.decide("docker.io", "library/alpine");
+    match d.requirement() {
+        trustgate::policy::Requirement::Signed(s) => {
+            assert_eq!(
+                s.gun("docker.io", "library/alpine"),
+                "docker.io/library/alpine"
+            )
+        }
+        other => panic!("expected signed, got {other:?}"),
+    }
+    // The config names mounted TLS files; point them at real (throwaway) files to load it.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), ca.key_pair.serialize_pem()).unwrap();
+    let text = read("kubernetes/trustgate.toml")
+        .replace("/etc/trustgate/tls", &dir.path().display().to_string())
+        .replace(
+            "/etc/trustgate/config/policy.toml",
+            &deploy("kubernetes/policy.toml").display().to_string(),
+        );
+    let cfg = trustgate::config::Config::from_toml_str(&text, "trustgate.toml")
+        .unwrap_or_else(|e| panic!("deploy/kubernetes/trustgate.toml:\n{e}"));
+    assert_eq!(cfg.upstreams[0].name, "docker.io");
+    assert!(cfg.tls.is_some());
+}
