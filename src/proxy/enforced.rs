@@ -116,20 +116,28 @@ pub async fn serve_tag(
     }
 }
 
-/// `GET/HEAD /v2/<repo>/manifests/<digest>`.
-pub async fn serve_manifest_digest(
+/// A pull by digest that the policy allows: the decision and the permit, or the refusal
+/// (already audited) as an error.
+struct DigestPull {
+    registry: String,
+    image: String,
+    digest: String,
+    decision: Decision,
+    permit: Permit,
+}
+
+fn judge_digest_pull(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,
     digest: &Digest,
-) -> Result<Response<ProxyBody>, RegistryError> {
+) -> Result<DigestPull, RegistryError> {
     let registry = ctx.upstream_name().to_string();
     let image = format!("{registry}/{repo}");
     let d = digest.to_string();
     let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d);
     let permit = match verdict {
-        TagVerdict::Passthrough(p) => p,
-        TagVerdict::Signed(p, _) => p,
+        TagVerdict::Passthrough(p) | TagVerdict::Signed(p, _) => p,
         TagVerdict::Refuse(r) => {
             event(
                 state,
@@ -145,17 +153,46 @@ pub async fn serve_manifest_digest(
             return Err(refusal_error(&image, None, r));
         }
     };
+    Ok(DigestPull {
+        registry,
+        image,
+        digest: d,
+        decision,
+        permit,
+    })
+}
+
+/// `GET/HEAD /v2/<repo>/manifests/<digest>`.
+pub async fn serve_manifest_digest(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let p = judge_digest_pull(state, ctx, repo, digest)?;
     let m = fetch_verified(state, ctx, repo, digest, None).await?;
     // A child of a signed index is itself vouched for: so is what it references.
-    if state.enforcer.was_reached(&registry, repo.as_str(), &d) {
+    if state
+        .enforcer
+        .was_reached(&p.registry, repo.as_str(), &p.digest)
+    {
         state
             .enforcer
-            .mark_reached(&registry, repo.as_str(), &d, &m.bytes);
+            .mark_reached(&p.registry, repo.as_str(), &p.digest, &m.bytes);
     }
-    allowed(state, ctx, &image, None, Some(&d), &decision, &permit, None);
+    allowed(
+        state,
+        ctx,
+        &p.image,
+        None,
+        Some(&p.digest),
+        &p.decision,
+        &p.permit,
+        None,
+    );
     Ok(with_warning(
         manifest::manifest_response(&m, ctx.head()),
-        &permit,
+        &p.permit,
     ))
 }
 
@@ -167,33 +204,21 @@ pub async fn serve_blob(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response<ProxyBody>, RegistryError> {
-    let registry = ctx.upstream_name().to_string();
-    let image = format!("{registry}/{repo}");
-    let d = digest.to_string();
-    let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d);
-    let permit = match verdict {
-        TagVerdict::Passthrough(p) => p,
-        TagVerdict::Signed(p, _) => p,
-        TagVerdict::Refuse(r) => {
-            event(
-                state,
-                ctx,
-                &image,
-                None,
-                Some(&d),
-                &decision,
-                None,
-                Outcome::Deny,
-                &r,
-            );
-            return Err(refusal_error(&image, None, r));
-        }
-    };
-    if permit.warning().is_some() {
-        allowed(state, ctx, &image, None, Some(&d), &decision, &permit, None);
+    let p = judge_digest_pull(state, ctx, repo, digest)?;
+    if p.permit.warning().is_some() {
+        allowed(
+            state,
+            ctx,
+            &p.image,
+            None,
+            Some(&p.digest),
+            &p.decision,
+            &p.permit,
+            None,
+        );
     }
-    let resp = blob::serve_blob(state, ctx, repo, digest, &permit).await?;
-    Ok(with_warning(resp, &permit))
+    let resp = blob::serve_blob(state, ctx, repo, digest, &p.permit).await?;
+    Ok(with_warning(resp, &p.permit))
 }
 
 /// The manifest `repo@digest`, from the verified-manifest cache when held (content-addressed:
