@@ -361,3 +361,36 @@ async fn null_delegation_roles_as_notary_writes_them() {
         .unwrap();
     assert_eq!(v1.role(), "targets");
 }
+
+/// With `fresh_for`, resolves within the window reuse the verified repository (no fetch);
+/// without it, every resolve asks the server for a fresh timestamp.
+#[tokio::test]
+async fn fresh_for_bounds_reuse() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    resolve(&c, "v1").await.unwrap();
+    let n = src.fetches.load(Ordering::SeqCst);
+    resolve(&c, "v1").await.unwrap();
+    assert!(
+        src.fetches.load(Ordering::SeqCst) > n,
+        "fresh_for = 0 fetches every time"
+    );
+
+    let s = trustgate::trust::TrustSettings {
+        fresh_for: std::time::Duration::from_secs(30),
+        ..settings(dir.path())
+    };
+    let c = client_at(&src, s, repo.now);
+    resolve(&c, "v1").await.unwrap();
+    let n = src.fetches.load(Ordering::SeqCst);
+    resolve(&c, "latest").await.unwrap();
+    assert_eq!(
+        src.fetches.load(Ordering::SeqCst),
+        n,
+        "reused within fresh_for"
+    );
+}
