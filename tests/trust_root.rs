@@ -178,3 +178,22 @@ async fn pin_added_later_applies_to_the_cached_root() {
         .unwrap_err();
     assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
 }
+
+/// The snapshot records the root's hash: a root.json that verifies on its own but is not the
+/// one the snapshot was made under is refused (Notary's `validateChecksumsFromSnapshot`).
+#[tokio::test]
+async fn root_must_match_the_snapshots_record() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    // Same content and version, validly signed, different bytes (compact instead of pretty).
+    let compact =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&p.root).unwrap()).unwrap();
+    assert_ne!(compact, p.root);
+    src.put_role("root", &compact);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::LengthMismatch { role, .. } | TrustError::HashMismatch { role, .. } if role == "root"),
+        "{err:?}"
+    );
+}

@@ -133,6 +133,12 @@ impl Update<'_> {
             self.now,
         )?;
 
+        // The root we trust must be the one the snapshot records (`builder.go`,
+        // `validateChecksumsFromSnapshot`: roles loaded before the snapshot are checked
+        // against it), so a server cannot pair metadata with a root it was not made under.
+        let root_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, ROOT)?;
+        roles::check_meta(ROOT, &root.bytes, root_meta, SNAPSHOT)?;
+
         // Targets: exactly the bytes the snapshot records, signed by the root's targets keys.
         let targets_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, TARGETS)?;
         let targets_bytes = self
