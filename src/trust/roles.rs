@@ -80,6 +80,13 @@ fn parse_root(bytes: &[u8]) -> Result<(Envelope, Vec<u8>, Root, u64), TrustError
     Ok((env, canonical, root, version))
 }
 
+/// The root role's keys (present: `parse_root` checked), without indexing that could panic.
+fn root_spec(root: &Root) -> Result<&super::wire::RoleKeys, TrustError> {
+    root.roles
+        .get(ROOT)
+        .ok_or_else(|| TrustError::malformed(ROOT, "role root is not defined"))
+}
+
 pub fn check_expiry(
     role: &str,
     expires: OffsetDateTime,
@@ -117,7 +124,7 @@ pub fn accept_first_root(
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
     let pinned = pinned_subset(pinning, gun, valid, true, now)?;
     let authority = Authority {
@@ -179,7 +186,7 @@ pub fn accept_next_root(
         }
         Err(e) => return Err(e),
     }
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let signers = if is_final {
         let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
         let authority = Authority {
@@ -217,7 +224,7 @@ pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
 /// the caller's business: an expired trusted root still anchors a rotation to a newer one.
 pub fn reload_trusted_root(bytes: &[u8]) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let authority = Authority {
         role: ROOT,
         keys: keys_for(&root.keys, &spec.keyids),
