@@ -200,3 +200,56 @@ async fn a_flipped_byte_in_real_metadata_is_refused() {
         "{err:?}"
     );
 }
+
+/// Real notary output for names that need Notary's escaping: on the wire Go wrote
+/// `\u003c`-style escapes, the signature covers `<`, `>`, `&`, U+2028 and DEL raw.
+#[tokio::test]
+async fn escaping_fixture_verifies_every_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = serve("escaping", &["targets", "snapshot"], "root.json");
+    let wire = String::from_utf8(read("escaping", "targets.json")).unwrap();
+    assert!(wire.contains("\\u003c"), "the file escapes `<` on the wire");
+    let env = Envelope::parse("targets", wire.as_bytes()).unwrap();
+    let canon = String::from_utf8(canonical::encode(&env.signed).unwrap()).unwrap();
+    assert!(
+        canon.contains("html<script>&amp;"),
+        "canonical form writes them raw"
+    );
+    assert!(
+        !wire.contains(&canon),
+        "so the signed bytes are not the wire bytes here"
+    );
+    let c = client(&src, dir.path());
+    for name in [
+        "html<script>&amp;",
+        "quote\"and\\backslash",
+        "日本語タグ",
+        "emoji-😀",
+        "del\u{7f}char",
+        "line\u{2028}sep",
+    ] {
+        let t = c
+            .resolve("example.com/odd", name, &default_roles())
+            .await
+            .unwrap();
+        assert_eq!(
+            t.digest(),
+            "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+            "{name:?}"
+        );
+        assert_eq!(t.length(), 6);
+    }
+}
+
+/// After the last delegation is removed notary writes `"roles":null`.
+#[tokio::test]
+async fn roles_null_fixture_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = serve("roles-null", &["targets", "snapshot"], "root.json");
+    let t = client(&src, dir.path())
+        .resolve("example.com/dr", "shared", &default_roles())
+        .await
+        .unwrap();
+    assert_eq!(t.role(), "targets");
+    assert_eq!(t.length(), 6);
+}

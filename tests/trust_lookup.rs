@@ -25,6 +25,7 @@ async fn good_path_prefers_releases_then_targets() {
     let v1 = resolve(&c, "v1").await.unwrap();
     assert_eq!(v1.digest(), digest_of(b"manifest-v1"));
     assert_eq!(v1.role(), "targets/releases");
+    assert!(!v1.from_stored_metadata());
     assert_eq!(v1.length(), b"manifest-v1".len() as u64);
     assert_eq!(v1.gun(), GUN);
     assert_eq!(v1.tag(), "v1");
@@ -118,10 +119,9 @@ async fn offline_uses_stored_metadata_until_it_expires() {
     // A restarted proxy, server down: stored, re-verified metadata still answers.
     let c = client(&src, dir.path(), repo.now + Duration::days(1));
     assert!(c.update(GUN).await.unwrap().offline());
-    assert_eq!(
-        resolve(&c, "v1").await.unwrap().digest(),
-        digest_of(b"manifest-v1")
-    );
+    let v1 = resolve(&c, "v1").await.unwrap();
+    assert_eq!(v1.digest(), digest_of(b"manifest-v1"));
+    assert!(v1.from_stored_metadata());
     // Once the stored timestamp expires, it fails closed.
     let late = client(&src, dir.path(), repo.now + Duration::days(15));
     let err = resolve(&late, "v1").await.unwrap_err();
@@ -360,4 +360,37 @@ async fn null_delegation_roles_as_notary_writes_them() {
         .await
         .unwrap();
     assert_eq!(v1.role(), "targets");
+}
+
+/// With `fresh_for`, resolves within the window reuse the verified repository (no fetch);
+/// without it, every resolve asks the server for a fresh timestamp.
+#[tokio::test]
+async fn fresh_for_bounds_reuse() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    repo.publish(&src);
+    let c = client(&src, dir.path(), repo.now);
+    resolve(&c, "v1").await.unwrap();
+    let n = src.fetches.load(Ordering::SeqCst);
+    resolve(&c, "v1").await.unwrap();
+    assert!(
+        src.fetches.load(Ordering::SeqCst) > n,
+        "fresh_for = 0 fetches every time"
+    );
+
+    let s = trustgate::trust::TrustSettings {
+        fresh_for: std::time::Duration::from_secs(30),
+        ..settings(dir.path())
+    };
+    let c = client_at(&src, s, repo.now);
+    resolve(&c, "v1").await.unwrap();
+    let n = src.fetches.load(Ordering::SeqCst);
+    resolve(&c, "latest").await.unwrap();
+    assert_eq!(
+        src.fetches.load(Ordering::SeqCst),
+        n,
+        "reused within fresh_for"
+    );
 }

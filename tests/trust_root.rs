@@ -149,32 +149,70 @@ async fn root_cert_wrong_cn_or_expired_is_refused() {
     );
 }
 
-/// A pin added after the repository was trusted on first use applies at once, to the cached
-/// root, online and offline.
+/// Pins decide first contact only (Notary's `bootstrapClient` validates newer roots with an
+/// empty pinning config): a client pinned to the old root certificate follows a rotation the
+/// old root signed, while a fresh client with that pin refuses the rotated root.
 #[tokio::test]
-async fn pin_added_later_applies_to_the_cached_root() {
+async fn pin_decides_first_contact_and_the_trusted_root_follows_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let src = MemSource::new();
-    let repo = repo_with_releases();
+    let mut repo = repo_with_releases();
     repo.publish(&src);
-    resolve(&client(&src, dir.path(), repo.now), "v1")
-        .await
-        .unwrap();
     let mut pinning = TrustPinning::default();
     pinning
         .certs
-        .insert(GUN.into(), vec![CertPin::KeyId("00".repeat(32))]);
-    let s = TrustSettings {
-        pinning,
-        ..settings(dir.path())
+        .insert(GUN.into(), vec![CertPin::KeyId(repo.root_keys[0].id())]);
+    let pinned = |dir: &std::path::Path| TrustSettings {
+        pinning: pinning.clone(),
+        ..settings(dir)
     };
-    let err = resolve(&client_at(&src, s.clone(), repo.now), "v1")
+    resolve(&client_at(&src, pinned(dir.path()), repo.now), "v1")
+        .await
+        .unwrap();
+
+    // Rotate to a new root key, signed by old and new.
+    let old = repo.root_keys.remove(0);
+    repo.root_keys = vec![Signer::root_cert(
+        GUN,
+        repo.now - Duration::days(1),
+        repo.now + Duration::days(900),
+    )];
+    repo.root_version = 2;
+    let root = envelope(&repo.root_signed(), &[&old, &repo.root_keys[0]]);
+    src.put("2.root.json", &root);
+    repo.snapshot_version = 2;
+    repo.timestamp_version = 2;
+    let p = repo.build();
+    serve_rebuilt(&repo, &src, trustfix::Published { root, ..p });
+
+    let state = client_at(&src, pinned(dir.path()), repo.now)
+        .update(GUN)
+        .await
+        .unwrap();
+    assert_eq!(state.root_version(), 2);
+    let fresh = tempfile::tempdir().unwrap();
+    let err = client_at(&src, pinned(fresh.path()), repo.now)
+        .update(GUN)
         .await
         .unwrap_err();
     assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
-    src.set_offline(true);
-    let err = resolve(&client_at(&src, s, repo.now), "v1")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, TrustError::PinMismatch { .. }), "{err:?}");
+}
+
+/// The snapshot records the root's hash: a root.json that verifies on its own but is not the
+/// one the snapshot was made under is refused (Notary's `validateChecksumsFromSnapshot`).
+#[tokio::test]
+async fn root_must_match_the_snapshots_record() {
+    let src = MemSource::new();
+    let repo = repo_with_releases();
+    let p = repo.publish(&src);
+    // Same content and version, validly signed, different bytes (compact instead of pretty).
+    let compact =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&p.root).unwrap()).unwrap();
+    assert_ne!(compact, p.root);
+    src.put_role("root", &compact);
+    let err = expect_err(&src, repo.now, "latest").await;
+    assert!(
+        matches!(&err, TrustError::LengthMismatch { role, .. } | TrustError::HashMismatch { role, .. } if role == "root"),
+        "{err:?}"
+    );
 }

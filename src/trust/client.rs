@@ -121,6 +121,21 @@ impl TrustClient {
         slots.entry(gun.to_owned()).or_default().clone()
     }
 
+    /// Keeps a verified repository for reuse only when reuse is configured: with `fresh_for`
+    /// zero, holding every repository's metadata in memory would buy nothing.
+    fn keep(
+        &self,
+        slot: &mut Option<(OffsetDateTime, Arc<TrustedRepo>)>,
+        now: OffsetDateTime,
+        repo: &Arc<TrustedRepo>,
+    ) {
+        *slot = if self.settings.fresh_for.is_zero() {
+            None
+        } else {
+            Some((now, repo.clone()))
+        };
+    }
+
     /// Runs a full update for `gun` now and returns the verified repository.
     pub async fn update(&self, gun: &str) -> Result<Arc<TrustedRepo>, TrustError> {
         validate_gun(gun)?;
@@ -128,7 +143,7 @@ impl TrustClient {
         let mut guard = slot.lock().await;
         let now = (self.clock)();
         let repo = Arc::new(self.run_update(gun, now).await?);
-        *guard = Some((now, repo.clone()));
+        self.keep(&mut guard, now, &repo);
         Ok(repo)
     }
 
@@ -158,7 +173,7 @@ impl TrustClient {
             }
         }
         let repo = Arc::new(self.run_update(gun, now).await?);
-        *guard = Some((now, repo.clone()));
+        self.keep(&mut guard, now, &repo);
         Ok(repo)
     }
 

@@ -62,7 +62,8 @@ pub enum TrustError {
         algorithm: String,
         recorded_by: String,
     },
-    #[error("{role} is {got} bytes, {recorded_by} records {expected}")]
+    /// `got` is the number of bytes read, which stops one past `expected` for longer files.
+    #[error("{role} length does not match: {recorded_by} records {expected} bytes, read {got}")]
     LengthMismatch {
         role: String,
         expected: u64,

@@ -26,6 +26,7 @@ pub struct VerifiedTarget {
     role: String,
     keyids: Vec<String>,
     expires: OffsetDateTime,
+    offline: bool,
 }
 
 impl VerifiedTarget {
@@ -54,6 +55,11 @@ impl VerifiedTarget {
     /// snapshot, targets and every delegation down to the signing role).
     pub fn expires(&self) -> OffsetDateTime {
         self.expires
+    }
+    /// True when the trust server could not be asked and this verdict rests on stored,
+    /// re-verified, unexpired metadata (the proxy announces that with `Warning: 299`).
+    pub fn from_stored_metadata(&self) -> bool {
+        self.offline
     }
 }
 
@@ -228,6 +234,7 @@ impl TrustedRepo {
             role: role.to_owned(),
             keyids: found.role.signers.clone(),
             expires,
+            offline: self.offline,
         })
     }
 

@@ -36,8 +36,9 @@
 //! a CA for the longest GUN prefix that must have issued the root certificate, else trust on
 //! first use unless `disable_tofu`. Once trusted, the root is stored and is itself the pin: a
 //! newer root is accepted only if a threshold of the previous root's certificates *and* of its
-//! own signed it, walking `<v>.root.json` one version at a time. An explicit pin added later
-//! also binds the stored root.
+//! own signed it, walking `<v>.root.json` one version at a time. As in Notary
+//! (`bootstrapClient`), configured pins decide first contact only; re-pinning a GUN that is
+//! already trusted means removing its state file.
 //!
 //! # State
 //! Per GUN, one JSON file under the state directory ([`store`]), replaced atomically: the

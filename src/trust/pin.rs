@@ -58,14 +58,6 @@ enum Checker<'a> {
     Tofu,
 }
 
-/// Whether the configuration pins this GUN explicitly (certs or CA), as opposed to TOFU.
-pub fn explicitly_pinned(pinning: &TrustPinning, gun: &str) -> bool {
-    matches!(
-        checker(pinning, gun, false),
-        Ok(Checker::Certs(..) | Checker::Ca(..))
-    )
-}
-
 fn checker<'a>(
     pinning: &'a TrustPinning,
     gun: &str,

@@ -80,6 +80,13 @@ fn parse_root(bytes: &[u8]) -> Result<(Envelope, Vec<u8>, Root, u64), TrustError
     Ok((env, canonical, root, version))
 }
 
+/// The root role's keys (present: `parse_root` checked), without indexing that could panic.
+fn root_spec(root: &Root) -> Result<&super::wire::RoleKeys, TrustError> {
+    root.roles
+        .get(ROOT)
+        .ok_or_else(|| TrustError::malformed(ROOT, "role root is not defined"))
+}
+
 pub fn check_expiry(
     role: &str,
     expires: OffsetDateTime,
@@ -117,7 +124,7 @@ pub fn accept_first_root(
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
     let pinned = pinned_subset(pinning, gun, valid, true, now)?;
     let authority = Authority {
@@ -140,15 +147,16 @@ pub fn accept_first_root(
 /// The next root in a rotation (`ValidateRoot` with a previous root, and
 /// `tufclient.updateRootVersions`): it must be signed by a threshold of the previous root's
 /// root keys *and* a threshold of its own. `expected_version` is the `{v}` of `{v}.root.json`
-/// for intermediate steps. Only the final root must be unexpired, carry valid certificates
-/// and satisfy the pinning (TOFU allowed: the previous root was the pin).
+/// for intermediate steps. Only the final root must be unexpired and carry valid root
+/// certificates. Configured pins are not consulted: once a root is trusted it is itself the
+/// pin, and Notary validates newer roots with an empty trust-pinning configuration
+/// (`client.go` `bootstrapClient`) — a pin decides first contact only.
 pub fn accept_next_root(
     gun: &str,
     prev: &LoadedRoot,
     bytes: &[u8],
     expected_version: Option<u64>,
     is_final: bool,
-    pinning: &TrustPinning,
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
@@ -178,13 +186,12 @@ pub fn accept_next_root(
         }
         Err(e) => return Err(e),
     }
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let signers = if is_final {
         let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
-        let pinned = pinned_subset(pinning, gun, valid, false, now)?;
         let authority = Authority {
             role: ROOT,
-            keys: pinned,
+            keys: valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
             threshold: spec.threshold,
         };
         let signers = verify_threshold(&authority, &env, &canonical)?;
@@ -213,36 +220,11 @@ pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
     parse_root(bytes).map(|(_, _, _, v)| v)
 }
 
-/// A root trusted earlier (perhaps on first use, before the operator pinned this GUN) must
-/// still satisfy an explicit pin: valid root certificates that the pin accepts, a threshold of
-/// them signing. Notary checks pins only when a root changes; checking the cached root too
-/// means adding a pin takes effect at once.
-pub fn check_explicit_pin(
-    gun: &str,
-    trusted: &LoadedRoot,
-    pinning: &TrustPinning,
-    now: OffsetDateTime,
-) -> Result<(), TrustError> {
-    if !crate::trust::pin::explicitly_pinned(pinning, gun) {
-        return Ok(());
-    }
-    let (env, canonical, root, _) = parse_root(&trusted.bytes)?;
-    let spec = &root.roles[ROOT];
-    let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
-    let pinned = pinned_subset(pinning, gun, valid, false, now)?;
-    let authority = Authority {
-        role: ROOT,
-        keys: pinned,
-        threshold: spec.threshold,
-    };
-    verify_threshold(&authority, &env, &canonical).map(|_| ())
-}
-
 /// Re-checks a stored root (verified when it was accepted) against its own keys. Expiry is
 /// the caller's business: an expired trusted root still anchors a rotation to a newer one.
 pub fn reload_trusted_root(bytes: &[u8]) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
-    let spec = &root.roles[ROOT];
+    let spec = root_spec(&root)?;
     let authority = Authority {
         role: ROOT,
         keys: keys_for(&root.keys, &spec.keyids),

@@ -133,6 +133,12 @@ impl Update<'_> {
             self.now,
         )?;
 
+        // The root we trust must be the one the snapshot records (`builder.go`,
+        // `validateChecksumsFromSnapshot`: roles loaded before the snapshot are checked
+        // against it), so a server cannot pair metadata with a root it was not made under.
+        let root_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, ROOT)?;
+        roles::check_meta(ROOT, &root.bytes, root_meta, SNAPSHOT)?;
+
         // Targets: exactly the bytes the snapshot records, signed by the root's targets keys.
         let targets_meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, TARGETS)?;
         let targets_bytes = self
@@ -201,7 +207,6 @@ impl Update<'_> {
             // Unchanged: the cached root is the pin; it must still be unexpired.
             (Some(t), Ok(bytes)) if bytes == t.bytes => {
                 roles::check_expiry(ROOT, t.expires, self.now)?;
-                roles::check_explicit_pin(self.gun, &t, self.pinning, self.now)?;
                 Ok((t, false))
             }
             (Some(t), Ok(bytes)) => Ok((self.rotate(t, &bytes).await?, false)),
@@ -209,7 +214,6 @@ impl Update<'_> {
             // whether stored data may be used.
             (Some(t), Err(e)) if is_offline(&e) => {
                 roles::check_expiry(ROOT, t.expires, self.now)?;
-                roles::check_explicit_pin(self.gun, &t, self.pinning, self.now)?;
                 Ok((t, true))
             }
             (Some(_), Err(e)) => Err(fetch_error(ROOT, e)),
@@ -245,25 +249,9 @@ impl Update<'_> {
                 .fetch(ROOT, &file, self.limits.root)
                 .await
                 .map_err(|e| fetch_error(ROOT, e))?;
-            prev = roles::accept_next_root(
-                self.gun,
-                &prev,
-                &bytes,
-                Some(v),
-                false,
-                self.pinning,
-                self.now,
-            )?;
+            prev = roles::accept_next_root(self.gun, &prev, &bytes, Some(v), false, self.now)?;
         }
-        roles::accept_next_root(
-            self.gun,
-            &prev,
-            newest_bytes,
-            Some(newest),
-            true,
-            self.pinning,
-            self.now,
-        )
+        roles::accept_next_root(self.gun, &prev, newest_bytes, Some(newest), true, self.now)
     }
 
     /// The bytes a parent records for `role`: the stored copy if it matches, else downloaded
