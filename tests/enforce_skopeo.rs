@@ -349,6 +349,17 @@ async fn trust_server_down_fails_closed_unless_verified_data_is_held() {
     cfg.state_dir = stack.dir.path().join("state");
     let restarted =
         support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    // The held data is announced: staleness is never silent.
+    let r = stack
+        .http()
+        .get(format!("{}/v2/e2e/down/manifests/1.0", restarted.url))
+        .header("accept", DOCKER_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let warning = r.headers()["warning"].to_str().unwrap().to_string();
+    assert!(warning.contains("trust server unreachable"), "{warning}");
     let image = format!("{}/e2e/down:1.0", restarted.addr);
     let again = block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp));
     again.run.assert_success();

@@ -108,10 +108,21 @@ pub async fn serve_tag(
                 &permit,
                 Some(target.role()),
             );
-            Ok(with_warning(
-                manifest::manifest_response(&m, ctx.head()),
-                &permit,
-            ))
+            let mut resp = with_warning(manifest::manifest_response(&m, ctx.head()), &permit);
+            if target.from_stored_metadata() {
+                // Serving on held trust data is bounded by that data's expiry, and said out loud.
+                let text = format!(
+                    "299 trustgate \"trust server unreachable; verified from held trust data valid until {}\"",
+                    target
+                        .expires()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                );
+                if let Ok(v) = HeaderValue::from_str(&text) {
+                    resp.headers_mut().append(http::header::WARNING, v);
+                }
+            }
+            Ok(resp)
         }
     }
 }
