@@ -15,7 +15,7 @@
 # It prints the figures and the ratio of each trustgate variant to the peer; it asserts on
 # nothing. Results are also written to bench-results.txt (gitignored).
 #
-# Knobs (environment): BENCH_REQUESTS (2000), BENCH_CONCURRENCY (16), BENCH_BLOB_SEQ (4),
+# Knobs (environment): BENCH_REQUESTS (10000), BENCH_CONCURRENCY (16), BENCH_BLOB_SEQ (4),
 # BENCH_BLOB_PAR (16), BENCH_BLOB_CONC (4), BENCH_COLD_RUNS (5), BENCH_LAYER_MIB (16),
 # BENCH_SKIP_DEPS=1 (skip install-deps.sh), BENCH_KEEP=1 (keep the work dir and logs).
 #
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUESTS=${BENCH_REQUESTS:-2000}
+REQUESTS=${BENCH_REQUESTS:-10000}
 CONC=${BENCH_CONCURRENCY:-16}
 BLOB_SEQ=${BENCH_BLOB_SEQ:-4}
 BLOB_PAR=${BENCH_BLOB_PAR:-16}
@@ -98,8 +98,11 @@ cargo build --release --quiet
 LOADGEN=$(cargo bench --bench loadgen --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*loadgen-[0-9a-f]*\)).*/\1/p' | tail -n 1)
 [ -x "$LOADGEN" ] || die "could not build the load generator (benches/loadgen.rs)"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-TRUSTGATE=${TARGET_DIR:-target}/release/trustgate
-[ -x "$TRUSTGATE" ] || die "trustgate binary not found at $TRUSTGATE"
+# A copy taken right after the build: a target directory shared with other checkouts (as on
+# the development machine) may have its release/trustgate replaced by their builds meanwhile.
+TRUSTGATE=$WORK/trustgate
+cp "${TARGET_DIR:-target}/release/trustgate" "$TRUSTGATE" || die "trustgate binary not found"
+"$TRUSTGATE" serve --help 2>/dev/null | grep -q -- --state-dir || die "$TRUSTGATE is not this checkout's trustgate"
 
 # ---------------------------------------------------------------------------------------------
 free_port; ORIGIN_PORT=$PORT
@@ -206,16 +209,18 @@ version = 1
 require = "allow"
 EOF
 
-# start_variant NAME: starts one server under test on a fresh port with fresh state and
-# sets ADDR to its address. NAME is peer, signed or allow. (Not called in $(...): the pid
+# start_variant NAME [DIR]: starts one server under test on a fresh port with fresh state (or
+# the state left in DIR by an earlier run) and sets ADDR to its address and DIR to its
+# state directory. NAME is peer, signed or allow. (Not called in $(...): the pid
 # must be recorded in this shell.)
 RUN=0
 start_variant() {
-  local name=$1 port dir
+  local name=$1 port dir=${2:-}
   free_port; port=$PORT
   RUN=$((RUN + 1))
-  dir=$WORK/$name-$RUN
+  [ -n "$dir" ] || dir=$WORK/$name-$RUN
   mkdir -p "$dir"
+  DIR=$dir
   case $name in
     peer)
       registry_config "$dir/registry.yml" "$port" "$dir/data" "http://$ORIGIN"
@@ -288,24 +293,46 @@ done
 
 # Cold: a fresh process with empty state (and, for the peer, an empty cache) each run; the
 # first tag GET. For trustgate-signed this includes the whole trust update (root,
-# timestamp, snapshot, targets; TOFU) and its verification.
+# timestamp, snapshot, targets; TOFU) and its verification. Then "restart": a new process on
+# the state the cold one left (trustgate: the pinned root and trusted metadata on disk, no
+# tag cache in memory; peer: its blob and manifest store).
+# first_tag VARIANT KEY: one tag GET against $ADDR, its latency appended to SAMPLES.
+first_tag() {
+  local out
+  out=$("$LOADGEN" --max-secs "$MAX_SECS" --url "http://$ADDR/v2/$REPO/manifests/$TAG" --accept "$MT" \
+          --requests 1 --concurrency 1 --expect-digest "$MANIFEST_DIGEST")
+  echo "$1 $2: $out" >> "$WORK/raw.txt"
+  grep -q ' errors=0 ' <<< " $out" || ERRS[$1]="${ERRS[$1]:-}$2: $out; "
+  SAMPLES+=("$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<< " $out")")
+}
+# summarize VARIANT KEY: median, min and max of SAMPLES into R.
+summarize() {
+  local sorted
+  sorted=$(printf '%s\n' "${SAMPLES[@]}" | sort -g)
+  R["$1 $2.p50_ms"]=$(awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}' <<< "$sorted")
+  R["$1 $2.min"]=$(head -n 1 <<< "$sorted")
+  R["$1 $2.max"]=$(tail -n 1 <<< "$sorted")
+}
 for v in peer signed allow; do
-  log "$v: cold first tag resolution x$COLD_RUNS"
-  samples=()
+  log "$v: cold first tag GET x$COLD_RUNS, and after a restart on the kept state x$COLD_RUNS"
+  SAMPLES=()
+  dirs=()
   for _ in $(seq 1 "$COLD_RUNS"); do
-    start_variant "$v"; addr=$ADDR
-    out=$("$LOADGEN" --max-secs "$MAX_SECS" --url "http://$addr/v2/$REPO/manifests/$TAG" --accept "$MT" \
-            --requests 1 --concurrency 1 --expect-digest "$MANIFEST_DIGEST")
-    echo "$v cold: $out" >> "$WORK/raw.txt"
-    grep -q ' errors=0 ' <<< " $out" || ERRS[$v]="${ERRS[$v]:-}cold: $out; "
-    samples+=("$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<< " $out")")
+    start_variant "$v"
+    dirs+=("$DIR")
+    first_tag "$v" cold
     stop "$v"
   done
-  R["$v cold.p50_ms"]=$(printf '%s\n' "${samples[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  R["$v cold.min"]=$(printf '%s\n' "${samples[@]}" | sort -g | head -n 1)
-  R["$v cold.max"]=$(printf '%s\n' "${samples[@]}" | sort -g | tail -n 1)
+  summarize "$v" cold
+  SAMPLES=()
+  for d in "${dirs[@]}"; do
+    start_variant "$v" "$d"
+    first_tag "$v" restart
+    stop "$v"
+  done
+  summarize "$v" restart
 done
-R["origin cold.p50_ms"]="-"
+R["origin cold.p50_ms"]="-"; R["origin restart.p50_ms"]="-"
 
 # ---------------------------------------------------------------------------------------------
 # ratio A B: A/B to two decimals, "-" when either is missing or B is zero.
@@ -322,11 +349,17 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "  the load generator runs on the same cores. Loopback only; compare ratios, not absolutes."
   echo "image: manifest $MANIFEST_SIZE B, layer $LAYER_SIZE B; manifests: $REQUESTS GETs over $CONC connections;"
   echo "  blobs: $BLOB_SEQ sequential GETs, then $BLOB_PAR GETs over $BLOB_CONC connections; all warm (after a first pull)."
-  echo "  cold: first tag GET on a fresh process with empty state, median of $COLD_RUNS (min..max below)."
+  echo "  first tag GET: cold = fresh process, empty state; restart = fresh process on the state a cold
+  run left; median of $COLD_RUNS each (min..max below)."
   echo "peer   = docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') as pull-through cache (proxy.remoteurl = origin)"
   echo "signed = trustgate, policy require=signed (notary-server, TOFU; tag -> verified digest)"
   echo "allow  = trustgate, policy require=allow (proxying only); origin = the registry itself, for reference"
   echo "ratio  = trustgate / peer (req/s, MiB/s: >1 is faster; latency: <1 is faster)"
+  echo "what a warm GET costs: peer revalidates a tag with origin (HEAD) on every GET and serves"
+  echo "  from its store; signed answers a tag from its verified-tag cache (5 min, never past the"
+  echo "  TUF expiry) and the manifest from its verified-manifest memory cache; allow forwards"
+  echo "  every tag GET to origin. Blobs: peer serves its disk copy; trustgate streams from origin"
+  echo "  and SHA-256-verifies every byte (no blob cache), so it is bounded by origin + hashing."
   echo
   printf '%-30s %10s %12s %7s %12s %7s %10s\n' metric peer signed ratio allow ratio origin
   row "manifest by tag     req/s" tag.rps
@@ -337,9 +370,10 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
   row "manifest by digest  p99 ms" digest.p99_ms
   row "blob sequential     MiB/s" blobseq.mib_s
   row "blob parallel       MiB/s" blobpar.mib_s
-  row "cold tag GET        ms" cold.p50_ms
+  row "first tag GET, cold ms" cold.p50_ms
+  row "first tag GET, restart ms" restart.p50_ms
   for v in peer signed allow; do
-    echo "  cold $v: min ${R["$v cold.min"]} ms, max ${R["$v cold.max"]} ms"
+    echo "  $v: cold ${R["$v cold.min"]}..${R["$v cold.max"]} ms, restart ${R["$v restart.min"]}..${R["$v restart.max"]} ms (min..max)"
   done
   for v in "${VARIANTS[@]}"; do
     [ -z "${ERRS[$v]:-}" ] || echo "FAILURES $v: ${ERRS[$v]}"
