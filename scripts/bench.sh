@@ -15,20 +15,22 @@
 # It prints the figures and the ratio of each trustgate variant to the peer; it asserts on
 # nothing. Results are also written to bench-results.txt (gitignored).
 #
-# Knobs (environment): BENCH_REQUESTS (10000), BENCH_CONCURRENCY (16), BENCH_BLOB_SEQ (4),
-# BENCH_BLOB_PAR (16), BENCH_BLOB_CONC (4), BENCH_COLD_RUNS (5), BENCH_LAYER_MIB (16),
+# Knobs (environment): BENCH_REQUESTS (5000), BENCH_CONCURRENCY (16), BENCH_BLOB_SEQ (8),
+# BENCH_BLOB_PAR (32), BENCH_BLOB_CONC (4), BENCH_COLD_RUNS (5), BENCH_LAYER_MIB (16),
+# BENCH_REPEATS (3: each warm figure is the median run of this many),
 # BENCH_SKIP_DEPS=1 (skip install-deps.sh), BENCH_KEEP=1 (keep the work dir and logs).
 #
 # Only 127.0.0.1 addresses; every process it starts is stopped by its pid on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUESTS=${BENCH_REQUESTS:-10000}
+REQUESTS=${BENCH_REQUESTS:-5000}
 CONC=${BENCH_CONCURRENCY:-16}
-BLOB_SEQ=${BENCH_BLOB_SEQ:-4}
-BLOB_PAR=${BENCH_BLOB_PAR:-16}
+BLOB_SEQ=${BENCH_BLOB_SEQ:-8}
+BLOB_PAR=${BENCH_BLOB_PAR:-32}
 BLOB_CONC=${BENCH_BLOB_CONC:-4}
 COLD_RUNS=${BENCH_COLD_RUNS:-5}
+REPEATS=${BENCH_REPEATS:-3}
 LAYER_MIB=${BENCH_LAYER_MIB:-16}
 MAX_SECS=120 # per measurement: a stuck server ends the measurement, not the machine's day
 MT=application/vnd.docker.distribution.manifest.v2+json
@@ -71,21 +73,32 @@ stop() {
 }
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# free_port: sets PORT to a random loopback port nobody listens on (and not handed out before).
+# free_port: sets PORT to a random loopback port nobody listens on (and not handed out before),
+# below the kernel's ephemeral range, where the many client connections of a run (and other
+# programs' 127.0.0.1:0 listeners) take their ports.
 USED_PORTS=" "
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 12000 ] || EPHEMERAL_LOW=32768
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
     case $USED_PORTS in *" $p "*) continue ;; esac
     if ! listening "$p"; then USED_PORTS="$USED_PORTS$p "; PORT=$p; return 0; fi
   done
   die "no free port found"
 }
-# wait_http URL NAME: until URL answers with any HTTP status (~20 s at most).
+# wait_http URL NAME [PROCNAME]: until URL answers with any HTTP status (~20 s at most).
+# With PROCNAME, returns 1 as soon as that started process has exited (e.g. its port was
+# taken meanwhile), so the caller can retry on another port.
 wait_http() {
   for _ in $(seq 1 200); do
     curl -s -o /dev/null --max-time 1 "$1" && return 0
+    if [ -n "${3:-}" ] && ! kill -0 "${PID_OF[$3]}" 2>/dev/null; then
+      wait "${PID_OF[$3]}" 2>/dev/null || true
+      unset "PID_OF[$3]"
+      return 1
+    fi
     sleep 0.1
   done
   die "$2 did not come up at $1"
@@ -215,56 +228,73 @@ EOF
 # must be recorded in this shell.)
 RUN=0
 start_variant() {
-  local name=$1 port dir=${2:-}
-  free_port; port=$PORT
+  local name=$1 port dir=${2:-} attempt url
   RUN=$((RUN + 1))
   [ -n "$dir" ] || dir=$WORK/$name-$RUN
   mkdir -p "$dir"
   DIR=$dir
-  case $name in
-    peer)
-      registry_config "$dir/registry.yml" "$port" "$dir/data" "http://$ORIGIN"
-      start "$name" "$WORK/$name-$RUN.log" docker-registry serve "$dir/registry.yml"
-      wait_http "http://127.0.0.1:$port/v2/" "$name"
-      ;;
-    signed | allow)
-      cat > "$dir/trustgate.toml" <<EOF
+  for attempt in 1 2 3; do
+    free_port; port=$PORT
+    case $name in
+      peer)
+        registry_config "$dir/registry.yml" "$port" "$dir/data" "http://$ORIGIN"
+        start "$name" "$WORK/$name-$RUN.$attempt.log" docker-registry serve "$dir/registry.yml"
+        url=http://127.0.0.1:$port/v2/
+        ;;
+      signed | allow)
+        cat > "$dir/trustgate.toml" <<EOF
 listen = ["127.0.0.1:$port"]
 policy = "$WORK/policy-$name.toml"
 [[upstream]]
 name = "$ORIGIN"
 url = "http://$ORIGIN"
 EOF
-      start "$name" "$WORK/$name-$RUN.log" "$TRUSTGATE" serve --config "$dir/trustgate.toml" --state-dir "$dir/state"
-      wait_http "http://127.0.0.1:$port/healthz" "trustgate-$name"
-      ;;
-    *) die "unknown variant $name" ;;
-  esac
-  ADDR=127.0.0.1:$port
+        start "$name" "$WORK/$name-$RUN.$attempt.log" "$TRUSTGATE" serve --config "$dir/trustgate.toml" --state-dir "$dir/state"
+        url=http://127.0.0.1:$port/healthz
+        ;;
+      *) die "unknown variant $name" ;;
+    esac
+    if wait_http "$url" "$name" "$name"; then
+      ADDR=127.0.0.1:$port
+      return 0
+    fi
+    log "$name exited at start on port $port (attempt $attempt): $(tail -n 1 "$WORK/$name-$RUN.$attempt.log")"
+  done
+  die "$name did not start"
 }
 
 declare -A R=()      # "variant metric" -> figure
 declare -A ERRS=()   # "variant" -> failures seen in its measurements
-# measure VARIANT METRICKEY FIELD... -- LOADGEN-ARGS: runs the load generator, records the
-# named fields (rps, p50_ms, p99_ms, mib_s) as R[VARIANT KEY_FIELD].
+# measure VARIANT METRICKEY FIELD... -- LOADGEN-ARGS: runs the load generator $REPEATS times
+# and records, from the run with the median first FIELD (rps or mib_s), the named fields
+# (rps, p50_ms, p99_ms, mib_s) as R[VARIANT KEY.FIELD]: one run is at the mercy of whatever
+# else the two cores are doing at that moment.
 measure() {
   local variant=$1 key=$2; shift 2
   local fields=()
   while [ "$1" != -- ]; do fields+=("$1"); shift; done
   shift
-  local out
-  out=$("$LOADGEN" --max-secs "$MAX_SECS" "$@") || die "load generator failed: $out"
-  echo "$variant $key: $out" >> "$WORK/raw.txt"
+  local out runs=() i
+  for i in $(seq 1 "$REPEATS"); do
+    out=$("$LOADGEN" --max-secs "$MAX_SECS" "$@") || die "load generator failed: $out"
+    echo "$variant $key #$i: $out" >> "$WORK/raw.txt"
+    runs+=("$out")
+  done
+  out=$(printf '%s\n' "${runs[@]}" \
+        | awk -v f="${fields[0]}" '{ for (i = 1; i <= NF; i++) if (index($i, f "=") == 1) print substr($i, length(f) + 2) "\t" $0 }' \
+        | sort -g | awk -F'\t' '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }')
   local f v
   for f in "${fields[@]}"; do
     v=$(sed -n "s/.* $f=\([^ ]*\).*/\1/p" <<< " $out")
     R["$variant $key.$f"]=$v
   done
   local e
-  e=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<< " $out")
-  if [ "${e:-0}" != 0 ]; then
-    ERRS[$variant]="${ERRS[$variant]:-}$key: $e failed ($(sed -n 's/.*first_error=//p' <<< "$out")); "
-  fi
+  for out in "${runs[@]}"; do
+    e=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<< " $out")
+    if [ "${e:-0}" != 0 ]; then
+      ERRS[$variant]="${ERRS[$variant]:-}$key: $e failed ($(sed -n 's/.*first_error=//p' <<< "$out")); "
+    fi
+  done
 }
 
 VARIANTS=(peer signed allow origin)
@@ -348,7 +378,8 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "machine: $(nproc) cores, shared: other work may be running (load average at the end: $LOAD);"
   echo "  the load generator runs on the same cores. Loopback only; compare ratios, not absolutes."
   echo "image: manifest $MANIFEST_SIZE B, layer $LAYER_SIZE B; manifests: $REQUESTS GETs over $CONC connections;"
-  echo "  blobs: $BLOB_SEQ sequential GETs, then $BLOB_PAR GETs over $BLOB_CONC connections; all warm (after a first pull)."
+  echo "  blobs: $BLOB_SEQ sequential GETs, then $BLOB_PAR GETs over $BLOB_CONC connections; all warm (after a first pull);"
+  echo "  each warm figure: the median of $REPEATS runs (all runs listed below)."
   echo "  first tag GET: cold = fresh process, empty state; restart = fresh process on the state a cold
   run left; median of $COLD_RUNS each (min..max below)."
   echo "peer   = docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') as pull-through cache (proxy.remoteurl = origin)"
