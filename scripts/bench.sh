@@ -117,6 +117,19 @@ TRUSTGATE=$WORK/trustgate
 cp "${TARGET_DIR:-target}/release/trustgate" "$TRUSTGATE" || die "trustgate binary not found"
 "$TRUSTGATE" serve --help 2>/dev/null | grep -q -- --state-dir || die "$TRUSTGATE is not this checkout's trustgate"
 
+# loadgen ARGS...: one load generator run, its figures line in LG_OUT. Run in the background
+# and waited for, so an interrupt stops the benchmark at once rather than after the run (bash
+# runs traps only between foreground commands).
+loadgen() {
+  "$LOADGEN" --max-secs "$MAX_SECS" "$@" > "$WORK/loadgen.out" 2>&1 &
+  PID_OF[loadgen]=$!
+  local rc=0
+  wait "${PID_OF[loadgen]}" || rc=$?
+  unset "PID_OF[loadgen]"
+  LG_OUT=$(< "$WORK/loadgen.out")
+  [ "$rc" -eq 0 ] || die "load generator failed: $LG_OUT"
+}
+
 # ---------------------------------------------------------------------------------------------
 free_port; ORIGIN_PORT=$PORT
 ORIGIN=127.0.0.1:$ORIGIN_PORT
@@ -276,7 +289,7 @@ measure() {
   shift
   local out runs=() i
   for i in $(seq 1 "$REPEATS"); do
-    out=$("$LOADGEN" --max-secs "$MAX_SECS" "$@") || die "load generator failed: $out"
+    loadgen "$@"; out=$LG_OUT
     echo "$variant $key #$i: $out" >> "$WORK/raw.txt"
     runs+=("$out")
   done
@@ -303,12 +316,14 @@ for v in "${VARIANTS[@]}"; do
   base=http://$addr/v2/$REPO
   log "$v ($addr): first pull, then warm measurements"
   # The first pull: tag, config, layer (fills the peer's cache, trustgate's trust state).
-  "$LOADGEN" --url "$base/manifests/$TAG" --accept "$MT" --requests 1 --concurrency 1 \
-    --expect-digest "$MANIFEST_DIGEST" > "$WORK/first-$v.txt"
-  "$LOADGEN" --url "$base/blobs/$CONFIG_DIGEST" --requests 1 --concurrency 1 >> "$WORK/first-$v.txt"
-  "$LOADGEN" --url "$base/blobs/$LAYER_DIGEST" --requests 1 --concurrency 1 \
-    --expect-len "$LAYER_SIZE" >> "$WORK/first-$v.txt"
-  grep -q ' errors=0 ' "$WORK/first-$v.txt" || die "$v: the first pull failed: $(cat "$WORK/first-$v.txt")"
+  loadgen --url "$base/manifests/$TAG" --accept "$MT" --requests 1 --concurrency 1 \
+    --expect-digest "$MANIFEST_DIGEST"
+  echo "$LG_OUT" > "$WORK/first-$v.txt"
+  loadgen --url "$base/blobs/$CONFIG_DIGEST" --requests 1 --concurrency 1
+  echo "$LG_OUT" >> "$WORK/first-$v.txt"
+  loadgen --url "$base/blobs/$LAYER_DIGEST" --requests 1 --concurrency 1 --expect-len "$LAYER_SIZE"
+  echo "$LG_OUT" >> "$WORK/first-$v.txt"
+  ! grep -vq ' errors=0 ' "$WORK/first-$v.txt" || die "$v: the first pull failed: $(cat "$WORK/first-$v.txt")"
 
   measure "$v" tag rps p50_ms p99_ms -- --url "$base/manifests/$TAG" --accept "$MT" \
     --requests "$REQUESTS" --concurrency "$CONC" --expect-digest "$MANIFEST_DIGEST"
@@ -329,8 +344,9 @@ done
 # first_tag VARIANT KEY: one tag GET against $ADDR, its latency appended to SAMPLES.
 first_tag() {
   local out
-  out=$("$LOADGEN" --max-secs "$MAX_SECS" --url "http://$ADDR/v2/$REPO/manifests/$TAG" --accept "$MT" \
-          --requests 1 --concurrency 1 --expect-digest "$MANIFEST_DIGEST")
+  loadgen --url "http://$ADDR/v2/$REPO/manifests/$TAG" --accept "$MT" \
+    --requests 1 --concurrency 1 --expect-digest "$MANIFEST_DIGEST"
+  out=$LG_OUT
   echo "$1 $2: $out" >> "$WORK/raw.txt"
   grep -q ' errors=0 ' <<< " $out" || ERRS[$1]="${ERRS[$1]:-}$2: $out; "
   SAMPLES+=("$(sed -n 's/.* p50_ms=\([^ ]*\).*/\1/p' <<< " $out")")
