@@ -19,7 +19,8 @@ pub struct CachedManifest {
     pub bytes: Bytes,
 }
 
-/// Manifests by canonical digest (`sha256:<64 lowercase hex>`), at most `max_bytes` in total.
+/// Manifests by scope and canonical digest (`sha256:<64 lowercase hex>`), at most `max_bytes`
+/// in total.
 /// Content-addressed entries never go stale, so they live until evicted for space.
 #[derive(Clone)]
 pub struct ManifestCache {
@@ -38,10 +39,13 @@ impl ManifestCache {
         ManifestCache { inner }
     }
 
-    /// Stores `manifest` under `digest` after checking that its bytes hash to it, so a bug
-    /// elsewhere can never make the cache serve bytes under a digest they do not have.
+    /// Stores `manifest` as `digest` within `scope` (`registry/repository`: a digest seen in
+    /// one repository is never served from another) after checking that its bytes hash to
+    /// `digest`, so a bug elsewhere can never make the cache serve bytes under a digest they
+    /// do not have.
     pub async fn insert(
         &self,
+        scope: &str,
         digest: &str,
         manifest: CachedManifest,
     ) -> Result<(), ManifestCacheError> {
@@ -52,12 +56,12 @@ impl ManifestCache {
                 actual,
             });
         }
-        self.inner.insert(actual, manifest).await;
+        self.inner.insert(key(scope, &actual), manifest).await;
         Ok(())
     }
 
-    pub async fn get(&self, digest: &str) -> Option<CachedManifest> {
-        self.inner.get(digest).await
+    pub async fn get(&self, scope: &str, digest: &str) -> Option<CachedManifest> {
+        self.inner.get(&key(scope, digest)).await
     }
 
     /// Total weight held, after pending evictions have run (for tests and metrics).
@@ -65,6 +69,10 @@ impl ManifestCache {
         self.inner.run_pending_tasks().await;
         self.inner.weighted_size()
     }
+}
+
+fn key(scope: &str, digest: &str) -> String {
+    format!("{scope}@{digest}")
 }
 
 #[cfg(test)]
@@ -85,8 +93,17 @@ mod tests {
     async fn stores_and_returns_exact_bytes_by_digest() {
         let cache = ManifestCache::new(1 << 20);
         let (d, m) = manifest("{\"schemaVersion\":2}");
-        cache.insert(&d, m.clone()).await.unwrap();
-        assert_eq!(cache.get(&d).await, Some(m));
+        cache.insert("r.io/app", &d, m.clone()).await.unwrap();
+        assert_eq!(cache.get("r.io/app", &d).await, Some(m));
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_served_only_within_its_scope() {
+        let cache = ManifestCache::new(1 << 20);
+        let (d, m) = manifest("{\"schemaVersion\":2}");
+        cache.insert("r.io/app", &d, m).await.unwrap();
+        assert_eq!(cache.get("r.io/other", &d).await, None);
+        assert_eq!(cache.get("other.io/app", &d).await, None);
     }
 
     #[tokio::test]
@@ -94,11 +111,11 @@ mod tests {
         let cache = ManifestCache::new(1 << 20);
         let (d, _) = manifest("signed");
         let (_, other) = manifest("something else");
-        let err = cache.insert(&d, other).await.unwrap_err();
+        let err = cache.insert("r.io/app", &d, other).await.unwrap_err();
         assert!(
             matches!(err, ManifestCacheError::DigestMismatch { ref expected, .. } if *expected == d)
         );
-        assert_eq!(cache.get(&d).await, None);
+        assert_eq!(cache.get("r.io/app", &d).await, None);
     }
 
     #[tokio::test]
@@ -106,7 +123,7 @@ mod tests {
         let cache = ManifestCache::new(10_000);
         for i in 0..50 {
             let (d, m) = manifest(&format!("{i:0>1000}"));
-            cache.insert(&d, m).await.unwrap();
+            cache.insert("r.io/app", &d, m).await.unwrap();
         }
         let held = cache.weighted_size().await;
         assert!(held <= 10_000, "held {held} bytes");

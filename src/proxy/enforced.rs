@@ -242,8 +242,9 @@ async fn fetch_verified(
     digest: &Digest,
     expected_len: Option<u64>,
 ) -> Result<FetchedManifest, RegistryError> {
-    let key = format!("{}/{}@{}", ctx.upstream_name(), repo, digest);
-    if let Some(c) = state.manifests.get(&key).await {
+    let scope = format!("{}/{}", ctx.upstream_name(), repo);
+    let d = digest.to_string();
+    if let Some(c) = state.manifests.get(&scope, &d).await {
         if expected_len.map_or(true, |l| l == c.bytes.len() as u64) {
             return Ok(FetchedManifest {
                 bytes: c.bytes,
@@ -262,7 +263,7 @@ async fn fetch_verified(
             .to_string(),
         bytes: m.bytes.clone(),
     };
-    if let Err(e) = state.manifests.insert(&key, cached).await {
+    if let Err(e) = state.manifests.insert(&scope, &d, cached).await {
         tracing::error!(request_id = %ctx.id, error = %e, "manifest cache refused verified bytes");
     }
     Ok(m)

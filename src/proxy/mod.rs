@@ -52,7 +52,7 @@ pub struct AppState {
     pub upstreams: Vec<UpstreamClient>,
     /// Policy + trust: every manifest and blob request is judged here.
     pub enforcer: Enforcer,
-    /// Verified manifests by `registry/repository@digest`.
+    /// Verified manifests by `registry/repository` and digest.
     pub manifests: ManifestCache,
     pub metrics: Arc<Metrics>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
