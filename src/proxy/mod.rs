@@ -12,6 +12,7 @@
 
 pub mod blob;
 pub mod body;
+mod cached;
 pub mod enforced;
 pub mod listing;
 pub mod manifest;
@@ -26,7 +27,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::cache::{ManifestCache, TagCacheSettings};
+use crate::cache::{DiskError, DiskStore, ManifestCache, TagCacheSettings};
 use crate::config::Config;
 use crate::enforce::Enforcer;
 use crate::metrics::Metrics;
@@ -52,8 +53,10 @@ pub struct AppState {
     pub upstreams: Vec<UpstreamClient>,
     /// Policy + trust: every manifest and blob request is judged here.
     pub enforcer: Enforcer,
-    /// Verified manifests by `registry/repository@digest`.
+    /// Verified manifests by digest, in memory: the hot layer above `content`.
     pub manifests: ManifestCache,
+    /// Verified manifests and blobs on disk by digest (`[cache]`; `None` when disabled).
+    pub content: Option<DiskStore>,
     pub metrics: Arc<Metrics>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
@@ -68,7 +71,7 @@ impl AppState {
             Some(path) => PolicyHandle::load(path.clone())?,
             None => PolicyHandle::fixed(Policy::embedded_default()),
         };
-        Ok(AppState::with_policy(config, Arc::new(policy))?)
+        AppState::with_policy(config, Arc::new(policy))
     }
 
     /// As [`AppState::new`], with the policy handle supplied (tests; `serve` shares the
@@ -76,7 +79,15 @@ impl AppState {
     pub fn with_policy(
         config: Config,
         policy: Arc<PolicyHandle>,
-    ) -> Result<Arc<AppState>, UpstreamError> {
+    ) -> Result<Arc<AppState>, StartError> {
+        let content = if config.cache.enabled {
+            Some(DiskStore::open(
+                config.state_dir.join("content"),
+                config.cache.max_bytes,
+            )?)
+        } else {
+            None
+        };
         let upstreams = config
             .upstreams
             .iter()
@@ -99,6 +110,7 @@ impl AppState {
             upstreams,
             enforcer,
             manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
+            content,
             metrics,
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
@@ -116,6 +128,8 @@ pub enum StartError {
     Policy(#[from] PolicyErrors),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Cache(#[from] DiskError),
 }
 
 /// Bytes of verified manifests kept in memory.
