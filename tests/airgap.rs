@@ -227,3 +227,24 @@ async fn only_verified_blobs_are_cached() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_disabled_nothing_is_kept() {
+    let mut reg = Registry::start();
+    let pushed = Pusher::new(&reg)
+        .image("off/app", "1", true, 92, 4096, "amd64")
+        .await;
+    let toml = format!(
+        "{}[cache]\nenabled = false\n",
+        proxy_config(&[("reg.test", &reg.url)], "")
+    );
+    let proxy = TestProxy::start(&toml).await;
+    assert!(proxy.state.content.is_none());
+    let url = format!("{}/v2/off/app/blobs/{}", proxy.url, pushed.blobs[1].digest);
+    let (got, clean) = drain(reqwest::get(&url).await.unwrap()).await;
+    assert!(clean && got == pushed.blobs[1].bytes);
+    assert!(!proxy.state.config.state_dir.join("content").exists());
+    block_in_place(|| reg.stop());
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 502);
+    proxy.shutdown().await;
+}

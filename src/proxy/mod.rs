@@ -7,6 +7,10 @@
 //!   an optional expected length and never serves bytes that do not match them. Enforcement
 //!   resolves a tag to its signed digest and calls that function instead.
 //!
+//! Content (`AppState::content`, the on-disk store of `[cache]`) plugs in *below* the policy:
+//! [`enforced`] judges every request first, then [`enforced`]'s by-digest manifest fetch and
+//! [`blob::serve_blob`] answer from disk when the digest is held, without the upstream.
+//!
 //! [`AppState`] holds everything a request needs; add policy, trust clients, caches and
 //! metrics as fields there.
 
