@@ -323,18 +323,27 @@ impl DiskStore {
             tokio::task::spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()))
                 .await;
         self.index().insert(&digest.hex(), meta.size);
-        self.evict(Some(&digest.hex()));
+        let victims = self.victims(Some(&digest.hex()));
+        if !victims.is_empty() {
+            // Many deletions can take a while; keep them off the async workers.
+            let _ = tokio::task::spawn_blocking(move || remove_all(victims)).await;
+        }
         Ok(())
     }
 
-    /// Deletes least recently used entries beyond the budget (files after the lock is let go).
+    /// Deletes least recently used entries beyond the budget (at startup).
     fn evict(&self, keep: Option<&str>) {
+        remove_all(self.victims(keep));
+    }
+
+    /// Takes the least recently used entries beyond the budget out of the index; their files
+    /// are deleted after the lock is let go.
+    fn victims(&self, keep: Option<&str>) -> Vec<PathBuf> {
         let victims = self.index().evict_to(self.inner.max_bytes, keep);
-        for hex in victims {
-            let p = self.inner.root.join("sha256").join(&hex[..2]).join(&hex);
-            tracing::debug!(path = %p.display(), "content cache: evicted");
-            remove_pair(&p);
-        }
+        victims
+            .into_iter()
+            .map(|hex| self.inner.root.join("sha256").join(&hex[..2]).join(&hex))
+            .collect()
     }
 }
 
@@ -466,6 +475,13 @@ fn scan_entry(data: &Path) -> Option<(u64, std::time::SystemTime)> {
     meta_path.push(".meta");
     let meta: Meta = serde_json::from_slice(&std::fs::read(meta_path).ok()?).ok()?;
     (meta.size == md.len()).then(|| (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH)))
+}
+
+fn remove_all(paths: Vec<PathBuf>) {
+    for p in paths {
+        tracing::debug!(path = %p.display(), "content cache: evicted");
+        remove_pair(&p);
+    }
 }
 
 /// Deletes a data file and its sidecar (either may already be gone).
