@@ -182,11 +182,19 @@ impl DiskStore {
         let path = self.data_path(digest);
         let opened = async {
             let file = tokio::fs::File::open(&path).await.ok()?;
-            let len = file.metadata().await.ok()?.len();
+            let md = file.metadata().await.ok()?;
+            let len = md.len();
             let meta = self.read_meta(digest).await?;
-            (len == meta.size && len == recorded).then_some(CachedBlob { file, len })
+            (len == meta.size && len == recorded).then_some((CachedBlob { file, len }, md))
         }
         .await;
+        let opened = match opened {
+            Some((blob, md)) => {
+                touch_if_stale(&path, md.modified().ok()).await;
+                Some(blob)
+            }
+            None => None,
+        };
         if opened.is_none() {
             tracing::warn!(path = %path.display(), "content cache: entry missing or corrupt, dropped");
             self.forget(digest);
@@ -211,10 +219,14 @@ impl DiskStore {
         };
         let path = self.data_path(digest);
         match tokio::fs::read(&path).await {
-            Ok(bytes) if Digest::sha256_of(&bytes) == *digest => Some(CachedManifestFile {
-                bytes: Bytes::from(bytes),
-                media_type: meta.media_type,
-            }),
+            Ok(bytes) if Digest::sha256_of(&bytes) == *digest => {
+                let modified = tokio::fs::metadata(&path).await.and_then(|m| m.modified());
+                touch_if_stale(&path, modified.ok()).await;
+                Some(CachedManifestFile {
+                    bytes: Bytes::from(bytes),
+                    media_type: meta.media_type,
+                })
+            }
             _ => {
                 tracing::warn!(path = %path.display(), "content cache: manifest missing or corrupt, dropped");
                 self.forget(digest);
@@ -475,6 +487,30 @@ fn scan_entry(data: &Path) -> Option<(u64, std::time::SystemTime)> {
     meta_path.push(".meta");
     let meta: Meta = serde_json::from_slice(&std::fs::read(meta_path).ok()?).ok()?;
     (meta.size == md.len()).then(|| (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH)))
+}
+
+/// How old a file's mtime may get before a read refreshes it.
+const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Use order lives in memory; on disk it survives a restart as the files' mtimes, which the
+/// startup scan sorts by. Refreshing the mtime on every read would cost a syscall per request,
+/// so a read refreshes it only when it is over [`TOUCH_AFTER`] old: the order after a restart
+/// is then right to within that.
+async fn touch_if_stale(path: &Path, modified: Option<std::time::SystemTime>) {
+    let now = std::time::SystemTime::now();
+    let stale = modified
+        .and_then(|m| now.duration_since(m).ok())
+        .map_or(true, |age| age > TOUCH_AFTER);
+    if stale {
+        let p = path.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(now))
+        })
+        .await;
+    }
 }
 
 fn remove_all(paths: Vec<PathBuf>) {

@@ -1,7 +1,7 @@
 //! The content cache's in-memory index: which digests are on disk, their sizes, and the order
 //! in which they were last used, so eviction is least-recently-used and costs no directory
-//! walk. Rebuilt from the directory at startup (ordered by file mtime, i.e. by when each entry
-//! was published: access times from before a restart are not kept).
+//! walk. Rebuilt from the directory at startup, ordered by file mtime: when each entry was
+//! published or, to within an hour, last read (see `touch_if_stale` in `disk.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -229,3 +229,30 @@ async fn a_blob_is_not_a_manifest_but_a_manifest_is_a_blob() {
     store.put_manifest(&dm, None, m).await.unwrap();
     assert_eq!(read_all(store.open_blob(&dm).await.unwrap()).await, m);
 }
+
+#[tokio::test]
+async fn use_order_survives_a_restart_through_mtimes() {
+    let t = dir();
+    let (a, da) = content(14, 100);
+    let (b, db) = content(15, 100);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600);
+    {
+        let store = DiskStore::open(t.path(), 1 << 20).unwrap();
+        write_blob(&store, &a, &da).await;
+        write_blob(&store, &b, &db).await;
+        // Both published long ago, `a` first; then `a` is read.
+        for (d, age) in [(&da, 1), (&db, 2)] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(store.data_path(d))
+                .unwrap();
+            f.set_modified(old + std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        store.open_blob(&da).await.unwrap();
+    }
+    // Room for one: the one read last stays.
+    let store = DiskStore::open(t.path(), 150).unwrap();
+    assert!(store.contains(&da), "recently read entry evicted");
+    assert!(!store.contains(&db));
+}
