@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::disk_index::Index;
 use crate::registry::Digest;
@@ -218,7 +218,14 @@ impl DiskStore {
             }
         };
         let path = self.data_path(digest);
-        match tokio::fs::read(&path).await {
+        // Read at most one byte more than recorded: a file grown by damage costs no more.
+        let read = async {
+            let f = tokio::fs::File::open(&path).await?;
+            let mut bytes = Vec::new();
+            f.take(meta.size + 1).read_to_end(&mut bytes).await?;
+            Ok::<_, std::io::Error>(bytes)
+        };
+        match read.await {
             Ok(bytes) if Digest::sha256_of(&bytes) == *digest => {
                 let modified = tokio::fs::metadata(&path).await.and_then(|m| m.modified());
                 touch_if_stale(&path, modified.ok()).await;

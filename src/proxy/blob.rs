@@ -43,6 +43,7 @@ pub async fn serve_blob(
             .metrics
             .record_content_cache(ContentKind::Blob, held.is_some());
         if let Some(blob) = held {
+            tracing::debug!(request_id = %ctx.id, %digest, "blob served from the content cache");
             match super::cached::serve(ctx, digest, blob).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
