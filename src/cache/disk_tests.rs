@@ -1,5 +1,4 @@
 use super::*;
-use tokio::io::AsyncReadExt as _;
 
 fn dir() -> tempfile::TempDir {
     tempfile::Builder::new()
