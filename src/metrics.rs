@@ -94,6 +94,14 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// What the on-disk content cache was asked for.
+    ContentKind {
+        Manifest => "manifest",
+        Blob => "blob",
+    }
+);
+
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 fn status_class(status: u16) -> usize {
@@ -118,6 +126,7 @@ pub struct Metrics {
     upstream_errors: Box<[AtomicU64]>,
     trust_cache: [AtomicU64; 2],
     policy_reloads: [AtomicU64; 2],
+    content_cache: [[AtomicU64; 2]; 2],
 }
 
 impl Default for Metrics {
@@ -134,6 +143,7 @@ impl Metrics {
             upstream_errors: counters(Upstream::ALL.len() * UpstreamFailure::ALL.len()),
             trust_cache: Default::default(),
             policy_reloads: Default::default(),
+            content_cache: Default::default(),
         }
     }
 
@@ -168,6 +178,15 @@ impl Metrics {
     /// Counts a verified-tag cache lookup.
     pub fn record_trust_cache(&self, hit: bool) {
         self.trust_cache[usize::from(hit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an on-disk content cache lookup.
+    pub fn record_content_cache(&self, kind: ContentKind, hit: bool) {
+        self.content_cache[kind.index()][usize::from(hit)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn content_cache_count(&self, kind: ContentKind, hit: bool) -> u64 {
+        self.content_cache[kind.index()][usize::from(hit)].load(Ordering::Relaxed)
     }
 
     /// Counts a policy (re)load attempt; a refused reload leaves the old policy in force.
@@ -242,6 +261,20 @@ impl Metrics {
                 "trustgate_policy_reloads_total{{result=\"{result}\"}} {n}"
             );
         }
+        header(
+            &mut out,
+            "trustgate_content_cache_lookups_total",
+            "On-disk content cache lookups (verified manifests and blobs by digest).",
+        );
+        for &k in ContentKind::ALL {
+            for (i, result) in ["miss", "hit"].iter().enumerate() {
+                let n = self.content_cache[k.index()][i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "trustgate_content_cache_lookups_total{{kind=\"{k}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
         out
     }
 }
@@ -300,6 +333,7 @@ mod tests {
         m.record_trust_cache(false);
         m.record_trust_cache(true);
         m.record_policy_reload(false);
+        m.record_content_cache(ContentKind::Blob, true);
         let text = m.render();
         for line in [
             "trustgate_requests_total{class=\"2xx\"} 1",
@@ -309,6 +343,8 @@ mod tests {
             "trustgate_upstream_errors_total{upstream=\"registry\",kind=\"connect\"} 0",
             "trustgate_trust_cache_lookups_total{result=\"hit\"} 2",
             "trustgate_policy_reloads_total{result=\"rejected\"} 1",
+            "trustgate_content_cache_lookups_total{kind=\"blob\",result=\"hit\"} 1",
+            "trustgate_content_cache_lookups_total{kind=\"manifest\",result=\"miss\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -335,6 +371,6 @@ mod tests {
                 assert!(value.parse::<u64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(declared.len(), 5);
+        assert_eq!(declared.len(), 6);
     }
 }

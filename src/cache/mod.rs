@@ -7,11 +7,17 @@
 //! - [`ManifestCache`]: verified manifest bytes by digest, bounded by total size. Insertion
 //!   re-checks the digest, so the cache can never serve bytes under a digest they do not have.
 //!
-//! Both are generic over nothing the trust or registry modules define, so they can be tested
+//! - [`DiskStore`]: verified manifests and blobs on disk by digest (content addressed, so
+//!   never stale), written through while blobs stream; what an air-gapped mirror serves from.
+//!
+//! The in-memory caches are generic over nothing the trust or registry modules define, so they can be tested
 //! alone; the proxy supplies the concrete value type (the trust module's verified target).
 
+mod disk;
+mod disk_index;
 mod manifests;
 mod tags;
 
+pub use disk::{BlobWriter, CachedBlob, CachedManifestFile, DiskError, DiskStore, Finished};
 pub use manifests::{CachedManifest, ManifestCache, ManifestCacheError};
 pub use tags::{entry_ttl, TagCache, TagCacheSettings, TagKey};

@@ -7,7 +7,8 @@
 //! listen = ["0.0.0.0:5000"]            # one or more socket addresses
 //! log_format = "json"                  # "text" (default) or "json"
 //! policy = "/etc/trustgate/policy.toml" # omitted: the embedded default policy
-//! state_dir = "/var/lib/trustgate"     # trust state (pinned roots, last versions)
+//! state_dir = "/var/lib/trustgate"     # trust state (pinned roots, last versions) and the
+//!                                      # content cache (<state_dir>/content)
 //! default_upstream = "docker.io"       # omitted with a single upstream: that one
 //!
 //! [tls]                                # omitted: plain HTTP
@@ -21,6 +22,10 @@
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
 //! idle_timeout = "90s"
 //! shutdown_grace = "30s"
+//!
+//! [cache]                              # verified manifests and blobs on disk, by digest
+//! enabled = true                       # default true; false: stream everything from upstream
+//! max_bytes = 10737418240              # default 10 GiB; least recently used files go first
 //!
 //! [[upstream]]
 //! name = "docker.io"                   # the registry host clients mean (ns=, path prefix)
@@ -45,6 +50,26 @@ use crate::upstream::{ClientSettings, Credentials};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/trustgate";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+
+/// The on-disk content cache (`[cache]`): verified manifests and blobs under
+/// `<state_dir>/content`, served without the upstream (content addressed data cannot be stale),
+/// which is what lets an air-gapped mirror keep serving what it has already pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Total bytes of cached content; least recently used entries are evicted beyond it.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_bytes: DEFAULT_CACHE_MAX_BYTES,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -97,6 +122,7 @@ pub struct Config {
     /// Policy file; `None` means the embedded default policy.
     pub policy: Option<PathBuf>,
     pub state_dir: PathBuf,
+    pub cache: CacheConfig,
 }
 
 /// One thing wrong with a configuration file.
@@ -201,6 +227,34 @@ mod tests {
         assert_eq!(c.default_upstream, Some(0));
         assert_eq!(c.limits, Limits::default());
         assert!(c.policy.is_none());
+        assert_eq!(c.cache, CacheConfig::default());
+    }
+
+    #[test]
+    fn cache_section_is_validated() {
+        let c = Config::from_toml_str(
+            "[cache]\nenabled = false\nmax_bytes = 1048576\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache,
+            CacheConfig {
+                enabled: false,
+                max_bytes: 1 << 20
+            }
+        );
+        let p =
+            problems("[cache]\nmax_bytes = 0\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n");
+        assert_eq!(p, vec!["cache.max_bytes"]);
+        let e = Config::from_toml_str(
+            "[cache]\nenable = true\n[[upstream]]\nname = \"a\"\nurl = \"http://a\"\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems[0].field, "cache");
+        assert!(e.to_string().starts_with("f.toml: cache: "), "{e}");
+        assert!(e.to_string().contains("enable"), "{e}");
     }
 
     #[test]

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, LogFormat, Problem, TlsFiles, UpstreamConfig, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_STATE_DIR,
+    CacheConfig, Config, ConfigError, LogFormat, Problem, TlsFiles, UpstreamConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_STATE_DIR,
 };
 use crate::limits::Limits;
 use crate::upstream::Credentials;
@@ -30,6 +30,7 @@ struct RawConfig {
     // hide the problems of the others.
     tls: Option<toml::Value>,
     limits: Option<toml::Value>,
+    cache: Option<toml::Value>,
     upstream: Option<Vec<toml::Value>>,
 }
 
@@ -49,6 +50,13 @@ struct RawLimits {
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    enabled: Option<bool>,
+    max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +278,25 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             }
         };
 
+        let cache_defaults = CacheConfig::default();
+        let cache = match raw.cache.and_then(|v| c.section::<RawCache>("cache", v)) {
+            None => cache_defaults,
+            Some(rc) => CacheConfig {
+                enabled: rc.enabled.unwrap_or(cache_defaults.enabled),
+                max_bytes: match rc.max_bytes {
+                    Some(0) => {
+                        c.push(
+                            "cache.max_bytes",
+                            "a positive number of bytes (to turn the cache off, enabled = false)",
+                        );
+                        cache_defaults.max_bytes
+                    }
+                    Some(n) => n,
+                    None => cache_defaults.max_bytes,
+                },
+            },
+        };
+
         let mut upstreams = Vec::new();
         let raw_upstreams = raw.upstream.unwrap_or_default();
         if raw_upstreams.is_empty() {
@@ -389,6 +416,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                 .state_dir
                 .map(&resolve)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            cache,
         })
     }
 }

@@ -4,6 +4,10 @@
 //! complete, clean wrong blob (distribution spec: content must match its digest).
 //! Range answers (206) are partial and cannot be hashed; they pass through unverified and
 //! the client verifies the assembled blob, as it must anyway.
+//!
+//! With the on-disk content store (`[cache]`), a held blob is answered from disk without the
+//! upstream ([`super::cached`]), and a full 200 GET from the upstream is teed into the store
+//! while it streams; the store publishes it only if the whole stream hashed to the digest.
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -18,6 +22,8 @@ use super::body::{self, BodyError};
 use super::{
     copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx, DIGEST_HEADER,
 };
+use crate::cache::BlobWriter;
+use crate::metrics::ContentKind;
 use crate::policy::Permit;
 use crate::registry::{Digest, RegistryError, RepoName};
 use crate::upstream::body_stream_with_idle_timeout;
@@ -31,6 +37,27 @@ pub async fn serve_blob(
     digest: &Digest,
     _permit: &Permit,
 ) -> Result<Response<ProxyBody>, RegistryError> {
+    let scope = format!("{}/{}", ctx.upstream_name(), repo);
+    if let Some(store) = &state.content {
+        // Only under a repository the upstream confirmed holds it (see DiskStore::link).
+        let held = if store.is_linked(&scope, digest).await {
+            store.open_blob(digest).await
+        } else {
+            None
+        };
+        state
+            .metrics
+            .record_content_cache(ContentKind::Blob, held.is_some());
+        if let Some(blob) = held {
+            tracing::debug!(request_id = %ctx.id, %digest, "blob served from the content cache");
+            match super::cached::serve(ctx, digest, blob).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.id, error = %e, "content cache: read failed, asking the upstream")
+                }
+            }
+        }
+    }
     let mut headers = HeaderMap::new();
     for name in [RANGE, IF_RANGE] {
         if let Some(v) = ctx.headers.get(&name) {
@@ -69,6 +96,11 @@ pub async fn serve_blob(
             repo: repo.to_string(),
         });
     }
+    // The upstream answered for this repository: link the digest to it. The bytes are still
+    // verified before anything is published, and a wrong blob is never completed.
+    if let Some(store) = &state.content {
+        store.link(&scope, digest).await;
+    }
     let mut out = HeaderMap::new();
     copy_headers(resp.headers(), &mut out, PASSED_HEADERS);
     if status != StatusCode::OK {
@@ -95,7 +127,11 @@ pub async fn serve_blob(
     } else {
         out.entry(ACCEPT_RANGES)
             .or_insert(HeaderValue::from_static("bytes"));
-        verified_stream(resp, *digest, ctx, idle)
+        let writer = match &state.content {
+            Some(store) => store.blob_writer(digest, resp.content_length()).await,
+            None => None,
+        };
+        verified_stream(resp, *digest, ctx, idle, writer)
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -106,6 +142,8 @@ pub async fn serve_blob(
 struct Verify {
     inner: BoxStream<'static, Result<Bytes, crate::upstream::BodyError>>,
     hasher: Sha256,
+    /// Tees the body into the content store; when present it does the hashing.
+    writer: Option<BlobWriter>,
     held: Option<Bytes>,
     expected: Digest,
     done: bool,
@@ -118,10 +156,12 @@ fn verified_stream(
     expected: Digest,
     ctx: &RequestCtx,
     idle: Duration,
+    writer: Option<BlobWriter>,
 ) -> ProxyBody {
     let state = Verify {
         inner: body_stream_with_idle_timeout(resp, idle).boxed(),
         hasher: Sha256::new(),
+        writer,
         held: None,
         expected,
         done: false,
@@ -138,7 +178,10 @@ fn verified_stream(
                     if chunk.is_empty() {
                         continue;
                     }
-                    s.hasher.update(&chunk);
+                    match s.writer.as_mut() {
+                        Some(w) => w.feed(&chunk).await,
+                        None => s.hasher.update(&chunk),
+                    }
                     if let Some(prev) = s.held.replace(chunk) {
                         return Some((Ok(prev), s));
                     }
@@ -150,7 +193,13 @@ fn verified_stream(
                 }
                 None => {
                     s.done = true;
-                    let actual = Digest::from_sha256_bytes(s.hasher.clone().finalize().into());
+                    // The store publishes only if this digest matches (it checks itself);
+                    // that happens before the last chunk goes out, so a client that has the
+                    // whole blob can rely on the next request being served from disk.
+                    let actual = match s.writer.take() {
+                        Some(w) => w.finish().await.actual,
+                        None => Digest::from_sha256_bytes(s.hasher.clone().finalize().into()),
+                    };
                     if actual == s.expected {
                         return s.held.take().map(|last| (Ok(last), s));
                     }

@@ -17,6 +17,8 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBod
 pub enum BodyError {
     #[error("upstream body failed: {reason}")]
     Upstream { reason: String },
+    #[error("cached blob could not be read: {reason}")]
+    Store { reason: String },
     #[error("blob content does not match digest {expected} (got {actual})")]
     DigestMismatch { expected: String, actual: String },
 }

@@ -3,6 +3,7 @@
 //! publisher signed ([`manifest::fetch_manifest_by_digest`] checks the bytes against that
 //! digest and length); every decision leaves one audit event.
 
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::Response;
 
@@ -10,7 +11,7 @@ use super::manifest::{self, FetchedManifest};
 use super::{blob, AppState, ProxyBody, RequestCtx};
 use crate::audit::{self, AuditEvent};
 use crate::cache::CachedManifest;
-use crate::metrics::{DecisionReason, Outcome};
+use crate::metrics::{ContentKind, DecisionReason, Outcome};
 use crate::policy::{Decision, Permit, Refusal, TagVerdict};
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
@@ -232,9 +233,14 @@ pub async fn serve_blob(
     Ok(with_warning(resp, &p.permit))
 }
 
-/// The manifest `repo@digest`, from the verified-manifest cache when held (content-addressed:
-/// it cannot be stale), else fetched and checked by [`manifest::fetch_manifest_by_digest`] and
-/// then cached. The cache is also what keeps a mirror serving when the upstream is gone.
+/// The manifest `repo@digest`: from the in-memory verified-manifest cache, else from the
+/// on-disk content store (re-hashed as it is read), else fetched and checked by
+/// [`manifest::fetch_manifest_by_digest`] and then stored in both. Content addressed data
+/// cannot be stale, so a held manifest is served without the upstream: this is what keeps an
+/// air-gapped mirror serving after a restart. Held content is served only under a repository
+/// the upstream confirmed holds it (`registry/repository` scope), as a registry links blobs to
+/// repositories: otherwise content pulled under one rule could be fetched by digest under
+/// another (a `reject`ed image through an `allow`ed repository name).
 async fn fetch_verified(
     state: &AppState,
     ctx: &RequestCtx,
@@ -243,9 +249,10 @@ async fn fetch_verified(
     expected_len: Option<u64>,
 ) -> Result<FetchedManifest, RegistryError> {
     let scope = format!("{}/{}", ctx.upstream_name(), repo);
-    let d = digest.to_string();
-    if let Some(c) = state.manifests.get(&scope, &d).await {
-        if expected_len.map_or(true, |l| l == c.bytes.len() as u64) {
+    let key = digest.to_string();
+    let len_ok = |n: usize| expected_len.map_or(true, |l| l == n as u64);
+    if let Some(c) = state.manifests.get(&scope, &key).await {
+        if len_ok(c.bytes.len()) {
             return Ok(FetchedManifest {
                 bytes: c.bytes,
                 digest: *digest,
@@ -253,20 +260,63 @@ async fn fetch_verified(
             });
         }
     }
+    if let Some(store) = &state.content {
+        let limit = state.config.limits.manifest_max_bytes;
+        // Only under a repository the upstream confirmed holds it (see DiskStore::link).
+        let held = if store.is_linked(&scope, digest).await {
+            store.get_manifest(digest, limit).await
+        } else {
+            None
+        };
+        state
+            .metrics
+            .record_content_cache(ContentKind::Manifest, held.is_some());
+        if let Some(m) = held.filter(|m| len_ok(m.bytes.len())) {
+            let media_type = m.media_type.unwrap_or_default();
+            remember(state, ctx, &scope, &key, &media_type, &m.bytes).await;
+            return Ok(FetchedManifest {
+                bytes: m.bytes,
+                digest: *digest,
+                media_type: HeaderValue::from_str(&media_type)
+                    .ok()
+                    .filter(|v| !v.is_empty()),
+            });
+        }
+    }
     let m = manifest::fetch_manifest_by_digest(state, ctx, repo, digest, expected_len).await?;
-    let cached = CachedManifest {
-        media_type: m
-            .media_type
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
-        bytes: m.bytes.clone(),
-    };
-    if let Err(e) = state.manifests.insert(&scope, &d, cached).await {
-        tracing::error!(request_id = %ctx.id, error = %e, "manifest cache refused verified bytes");
+    let media_type = m
+        .media_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    remember(state, ctx, &scope, &key, &media_type, &m.bytes).await;
+    if let Some(store) = &state.content {
+        let t = (!media_type.is_empty()).then_some(media_type.as_str());
+        if let Err(e) = store.put_manifest(digest, t, &m.bytes).await {
+            tracing::error!(request_id = %ctx.id, error = %e, "content cache: manifest not stored");
+        }
+        store.link(&scope, digest).await;
     }
     Ok(m)
+}
+
+/// Puts verified manifest bytes into the in-memory cache.
+async fn remember(
+    state: &AppState,
+    ctx: &RequestCtx,
+    scope: &str,
+    key: &str,
+    media_type: &str,
+    bytes: &Bytes,
+) {
+    let cached = CachedManifest {
+        media_type: media_type.to_string(),
+        bytes: bytes.clone(),
+    };
+    if let Err(e) = state.manifests.insert(scope, key, cached).await {
+        tracing::error!(request_id = %ctx.id, error = %e, "manifest cache refused verified bytes");
+    }
 }
 
 fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {

@@ -7,11 +7,16 @@
 //!   an optional expected length and never serves bytes that do not match them. Enforcement
 //!   resolves a tag to its signed digest and calls that function instead.
 //!
+//! Content (`AppState::content`, the on-disk store of `[cache]`) plugs in *below* the policy:
+//! [`enforced`] judges every request first, then [`enforced`]'s by-digest manifest fetch and
+//! [`blob::serve_blob`] answer from disk when the digest is held, without the upstream.
+//!
 //! [`AppState`] holds everything a request needs; add policy, trust clients, caches and
 //! metrics as fields there.
 
 pub mod blob;
 pub mod body;
+mod cached;
 pub mod enforced;
 pub mod listing;
 pub mod manifest;
@@ -26,7 +31,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::cache::{ManifestCache, TagCacheSettings};
+use crate::cache::{DiskError, DiskStore, ManifestCache, TagCacheSettings};
 use crate::config::Config;
 use crate::enforce::Enforcer;
 use crate::metrics::{Metrics, Upstream as MetricsUpstream, UpstreamFailure};
@@ -52,8 +57,12 @@ pub struct AppState {
     pub upstreams: Vec<UpstreamClient>,
     /// Policy + trust: every manifest and blob request is judged here.
     pub enforcer: Enforcer,
-    /// Verified manifests by `registry/repository` and digest.
+    /// Verified manifests by `registry/repository` and digest, in memory: the hot layer
+    /// above `content`.
     pub manifests: ManifestCache,
+    /// Verified manifests and blobs on disk by digest, linked to the repositories that hold
+    /// them (`[cache]`; `None` when disabled).
+    pub content: Option<DiskStore>,
     pub metrics: Arc<Metrics>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
@@ -68,7 +77,7 @@ impl AppState {
             Some(path) => PolicyHandle::load(path.clone())?,
             None => PolicyHandle::fixed(Policy::embedded_default()),
         };
-        Ok(AppState::with_policy(config, Arc::new(policy))?)
+        AppState::with_policy(config, Arc::new(policy))
     }
 
     /// As [`AppState::new`], with the policy handle supplied (tests; `serve` shares the
@@ -76,7 +85,15 @@ impl AppState {
     pub fn with_policy(
         config: Config,
         policy: Arc<PolicyHandle>,
-    ) -> Result<Arc<AppState>, UpstreamError> {
+    ) -> Result<Arc<AppState>, StartError> {
+        let content = if config.cache.enabled {
+            Some(DiskStore::open(
+                config.state_dir.join("content"),
+                config.cache.max_bytes,
+            )?)
+        } else {
+            None
+        };
         let upstreams = config
             .upstreams
             .iter()
@@ -99,6 +116,7 @@ impl AppState {
             upstreams,
             enforcer,
             manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
+            content,
             metrics,
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
@@ -116,6 +134,8 @@ pub enum StartError {
     Policy(#[from] PolicyErrors),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Cache(#[from] DiskError),
 }
 
 /// Bytes of verified manifests kept in memory.

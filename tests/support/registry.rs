@@ -81,6 +81,11 @@ impl Registry {
     }
 
     /// `127.0.0.1:PORT`, the name clients use for this registry.
+    /// Stops the registry now (an upstream gone away, as at an air-gapped site).
+    pub fn stop(&mut self) {
+        self.guard.stop();
+    }
+
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
@@ -325,6 +330,9 @@ pub struct TestProxy {
     pub url: String,
     pub state: Arc<trustgate::proxy::AppState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// A private state directory, for configs that leave `state_dir` at the system default:
+    /// tests must not share trust state or the content cache through /var/lib/trustgate.
+    _state_dir: Option<tempfile::TempDir>,
     pub task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -340,6 +348,7 @@ impl TestProxy {
     /// the protocol tests are about the registry API, and the enforcement tests pass their
     /// own policy (see [`TestProxy::start_with_policy`]).
     pub async fn start_config(cfg: trustgate::config::Config) -> TestProxy {
+        let (cfg, dir) = private_state_dir(cfg);
         let state = if cfg.policy.is_some() {
             trustgate::proxy::AppState::new(cfg).expect("build proxy state")
         } else {
@@ -351,7 +360,9 @@ impl TestProxy {
             let handle = std::sync::Arc::new(trustgate::policy::PolicyHandle::fixed(allow));
             trustgate::proxy::AppState::with_policy(cfg, handle).expect("build proxy state")
         };
-        TestProxy::start_state(state).await
+        let mut p = TestProxy::start_state(state).await;
+        p._state_dir = dir;
+        p
     }
 
     /// Starts the proxy with `cfg` and the policy in `policy` (a handle the test may reload).
@@ -359,9 +370,12 @@ impl TestProxy {
         cfg: trustgate::config::Config,
         policy: std::sync::Arc<trustgate::policy::PolicyHandle>,
     ) -> TestProxy {
+        let (cfg, dir) = private_state_dir(cfg);
         let state =
             trustgate::proxy::AppState::with_policy(cfg, policy).expect("build proxy state");
-        TestProxy::start_state(state).await
+        let mut p = TestProxy::start_state(state).await;
+        p._state_dir = dir;
+        p
     }
 
     pub async fn start_state(state: std::sync::Arc<trustgate::proxy::AppState>) -> TestProxy {
@@ -387,6 +401,7 @@ impl TestProxy {
             state,
             stop: Some(tx),
             task: Some(task),
+            _state_dir: None,
         }
     }
 
@@ -399,6 +414,17 @@ impl TestProxy {
             let _ = t.await;
         }
     }
+}
+
+fn private_state_dir(
+    mut cfg: trustgate::config::Config,
+) -> (trustgate::config::Config, Option<tempfile::TempDir>) {
+    if cfg.state_dir != std::path::Path::new(trustgate::config::DEFAULT_STATE_DIR) {
+        return (cfg, None);
+    }
+    let dir = tempdir();
+    cfg.state_dir = dir.path().join("state");
+    (cfg, Some(dir))
 }
 
 /// A config with one upstream per `(name, url)`, the first being the default.

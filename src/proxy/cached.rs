@@ -1,0 +1,184 @@
+//! Blobs answered from the on-disk content store, without the upstream: GET (200), HEAD, and
+//! a single `Range` (206, or 416 when it starts past the end), as the registry itself answers
+//! (distribution spec, "Pulling blobs"; RFC 9110 §14). Several ranges in one request, or an
+//! `If-Range` that does not name this blob, get the whole blob (RFC 9110 §14.2 allows
+//! ignoring `Range`; containerd asks for one range at a time).
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
+};
+use http::{HeaderMap, Response, StatusCode};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use super::body::{self, BodyError};
+use super::{ProxyBody, RequestCtx, DIGEST_HEADER};
+use crate::cache::CachedBlob;
+use crate::registry::Digest;
+
+const CHUNK: usize = 64 * 1024;
+
+/// What part of a blob of some length a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    Whole,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// RFC 9110 §14.1.2 byte ranges, one of them: `bytes=a-b`, `bytes=a-`, `bytes=-n`.
+/// Anything else is ignored (the whole blob is served), as §14.2 permits.
+pub(crate) fn wanted(range: Option<&str>, len: u64) -> Wanted {
+    let Some(spec) = range.and_then(|r| r.trim().strip_prefix("bytes=")) else {
+        return Wanted::Whole;
+    };
+    if spec.contains(',') {
+        return Wanted::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Wanted::Whole;
+    };
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.is_empty(), num(a), num(b)) {
+        // bytes=-n: the last n bytes.
+        (true, _, Some(n)) => {
+            if n == 0 || len == 0 {
+                Wanted::Unsatisfiable
+            } else {
+                Wanted::Part(len.saturating_sub(n), len - 1)
+            }
+        }
+        (false, Some(first), last) if b.is_empty() || last.is_some() => {
+            if let Some(l) = last {
+                if l < first {
+                    return Wanted::Whole;
+                }
+            }
+            if first >= len {
+                Wanted::Unsatisfiable
+            } else {
+                let end = last.map_or(len - 1, |l| l.min(len - 1));
+                Wanted::Part(first, end)
+            }
+        }
+        _ => Wanted::Whole,
+    }
+}
+
+/// The response for a held blob.
+pub async fn serve(
+    ctx: &RequestCtx,
+    digest: &Digest,
+    blob: CachedBlob,
+) -> Result<Response<ProxyBody>, std::io::Error> {
+    let len = blob.len;
+    let etag = format!("\"{digest}\"");
+    let mut range = ctx.headers.get(RANGE).and_then(|v| v.to_str().ok());
+    if let Some(cond) = ctx.headers.get(IF_RANGE) {
+        // A strong validator that is not this blob's: the client's partial copy is of
+        // something else, so it gets the whole blob.
+        if cond.as_bytes() != etag.as_bytes() {
+            range = None;
+        }
+    }
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert(DIGEST_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    let (status, first, count) = match wanted(range, len) {
+        Wanted::Whole => (StatusCode::OK, 0, len),
+        Wanted::Part(a, b) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        Wanted::Unsatisfiable => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+            h.remove(CONTENT_TYPE);
+            (StatusCode::RANGE_NOT_SATISFIABLE, 0, 0)
+        }
+    };
+    h.insert(CONTENT_LENGTH, HeaderValue::from(count));
+    let body = if ctx.head() || count == 0 {
+        body::empty()
+    } else {
+        let mut file = blob.file;
+        file.seek(std::io::SeekFrom::Start(first)).await?;
+        file_stream(file, count)
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = h;
+    Ok(r)
+}
+
+/// `count` bytes from `file`'s position. A file that ends early (it was checked for length
+/// when opened, so something cut it since) fails the body: a cut connection, never a short
+/// clean answer.
+fn file_stream(file: tokio::fs::File, count: u64) -> ProxyBody {
+    body::stream(futures_util::stream::unfold(
+        (file, count),
+        |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            match (&mut file).take(want as u64).read_buf(&mut buf).await {
+                Ok(0) => Some((
+                    Err(BodyError::Store {
+                        reason: format!("file ended {left} bytes early"),
+                    }),
+                    (file, 0),
+                )),
+                Ok(n) => Some((Ok::<Bytes, _>(buf.freeze()), (file, left - n as u64))),
+                Err(e) => Some((
+                    Err(BodyError::Store {
+                        reason: e.to_string(),
+                    }),
+                    (file, 0),
+                )),
+            }
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let w = |r: &str| wanted(Some(r), 100);
+        assert_eq!(wanted(None, 100), Wanted::Whole);
+        assert_eq!(w("bytes=0-9"), Wanted::Part(0, 9));
+        assert_eq!(w("bytes=90-"), Wanted::Part(90, 99));
+        assert_eq!(w("bytes=90-500"), Wanted::Part(90, 99));
+        assert_eq!(w("bytes=-10"), Wanted::Part(90, 99));
+        assert_eq!(w("bytes=-500"), Wanted::Part(0, 99));
+        assert_eq!(w("bytes=100-"), Wanted::Unsatisfiable);
+        assert_eq!(w("bytes=-0"), Wanted::Unsatisfiable);
+        assert_eq!(w("bytes=0-1,5-6"), Wanted::Whole);
+        assert_eq!(w("bytes=9-1"), Wanted::Whole);
+        assert_eq!(w("items=0-1"), Wanted::Whole);
+        assert_eq!(w("bytes=a-b"), Wanted::Whole);
+        assert_eq!(w("bytes=-"), Wanted::Whole);
+        assert_eq!(wanted(Some("bytes=0-"), 0), Wanted::Unsatisfiable);
+    }
+}
