@@ -265,16 +265,24 @@ require = "allow"
     let stack = Stack::start(Flavour::Local, body).await;
     // Allowed for now: pull it so its manifest and blobs are cached.
     stack.write_policy("[default]\nrequire = \"allow\"\n");
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Replaced { .. }));
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Replaced { .. }
+    ));
     let banned = stack.push("air/banned", "1", 90).await;
     stack.push("air/other", "1", 91).await;
     let image = stack.via_proxy("air/banned", ":1");
-    block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp)).run.assert_success();
+    block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp))
+        .run
+        .assert_success();
 
     // Now the image is banned; its digests asked for under an allowed repository name
     // (where the registry does not hold them) must not come from the cache.
     stack.write_policy(body);
-    assert!(matches!(stack.policy.reload(), trustgate::policy::ReloadOutcome::Replaced { .. }));
+    assert!(matches!(
+        stack.policy.reload(),
+        trustgate::policy::ReloadOutcome::Replaced { .. }
+    ));
     let http = stack.http();
     let r = http
         .get(stack.url(&format!("/v2/air/banned/manifests/{}", banned.digest)))

@@ -104,6 +104,11 @@ impl Body for LoggedBody {
                 if let Some(d) = f.data_ref() {
                     this.bytes += d.len() as u64;
                 }
+                // hyper stops polling once a body with a known length reports its end, so
+                // `Ready(None)` may never be seen: the end is known here already.
+                if this.inner.is_end_stream() {
+                    this.outcome = "complete";
+                }
             }
             Poll::Ready(Some(Err(e))) => {
                 this.outcome = "cut";
