@@ -47,6 +47,10 @@ fn parse_args() -> Result<Option<Args>, String> {
         if flag == "--bench" {
             continue;
         }
+        // `cargo test --all-targets` runs benches with libtest's flags; there is no test here.
+        if flag.starts_with("--test") || flag == "--nocapture" || flag == "--quiet" {
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| {
             v.parse::<u64>()

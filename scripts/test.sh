@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 cargo build --all-targets
-cargo test --all-targets -- --test-threads="${TEST_THREADS:-2}"
+cargo test --lib --bins --tests -- --test-threads="${TEST_THREADS:-2}"
+cargo test --doc
