@@ -352,7 +352,6 @@ async fn root_cert_pin_after_rotation_refuses_a_fresh_client_like_notary() {
 /// signed by the old root and answers v2. trustgate binds an explicit pin to the cached root
 /// too and refuses (PinMismatch) — stricter than notary.
 #[tokio::test]
-#[ignore = "divergence from notary: an explicit --root-cert pin also binds a cached root in trustcore; decide which is wanted"]
 async fn root_cert_pin_with_cached_root_follows_rotation_like_notary() {
     let p = pinned_rotation().await;
     let notary = p.cached_notary.lookup(PIN_GUN, "v2").unwrap();

@@ -233,7 +233,6 @@ async fn ca_pinning_agrees_with_notary() {
 /// server authentication when it lists extended key usages: a CA-issued root certificate
 /// marked only for code signing does not satisfy a CA pin.
 #[tokio::test]
-#[ignore = "divergence: trustcore accepts a codeSigning-only root cert under a CA pin; notary refuses"]
 async fn ca_pin_and_extended_key_usage_agree_with_notary() {
     let server = NotaryServer::local();
     let publisher = NotaryCli::new(&server);

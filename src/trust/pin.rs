@@ -234,6 +234,19 @@ pub fn pinned_subset<'r>(
     Ok(out)
 }
 
+/// Notary verifies a CA-issued root chain with Go's `x509.Verify` and no explicit key usages
+/// (`trustpinning/certs.go`), which means `ExtKeyUsageServerAuth`: a certificate on the path
+/// that carries an extended-key-usage extension must allow serverAuth (or any usage). One
+/// without the extension is unrestricted.
+fn server_auth_allowed(cert: &X509Certificate) -> bool {
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) => eku.value.any || eku.value.server_auth,
+        Ok(None) => true,
+        // A malformed extension restricts nothing we can read: refuse.
+        Err(_) => false,
+    }
+}
+
 /// Whether one of `cas` issued the leaf of `chain`, directly or through the intermediates that
 /// follow the leaf in the same PEM bundle; every certificate on the path must be valid now.
 fn issued_by(chain: &[Vec<u8>], cas: &[Vec<u8>], now: OffsetDateTime) -> bool {
@@ -261,7 +274,7 @@ fn issued_by(chain: &[Vec<u8>], cas: &[Vec<u8>], now: OffsetDateTime) -> bool {
     let mut used = vec![false; certs.len()];
     // Each step climbs one intermediate; the bundle bounds the path length.
     for _ in 0..certs.len() {
-        if !valid_now(current) {
+        if !valid_now(current) || !server_auth_allowed(current) {
             return false;
         }
         if ca_certs.iter().any(|ca| signs(ca, current)) {
