@@ -9,6 +9,17 @@ use tokio::task::block_in_place;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// `GET` a manifest from trustgate as a registry client would (schema2 accepted).
+async fn get_manifest(stack: &Stack, path: &str) -> reqwest::Response {
+    stack
+        .http()
+        .get(stack.url(path))
+        .header("accept", DOCKER_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn pull(stack: &Stack, repo: &str, reference: &str) -> support::clients::PullResult {
     let image = stack.via_proxy(repo, reference);
     block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp))
@@ -43,13 +54,7 @@ async fn signed_tag_is_served_as_its_signed_digest_and_unsigned_ones_are_refused
     assert!(out.contains("no trust data"), "{out}");
 
     // The status and envelope behind those messages.
-    let r = stack
-        .http()
-        .get(stack.url("/v2/e2e/app/manifests/dev"))
-        .header("accept", DOCKER_MANIFEST)
-        .send()
-        .await
-        .unwrap();
+    let r = get_manifest(&stack, "/v2/e2e/app/manifests/dev").await;
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED");
@@ -266,13 +271,7 @@ require = "reject"
     );
 
     // Audit: unsigned, served anyway, with a Warning and an audit-violation count.
-    let r = stack
-        .http()
-        .get(stack.url("/v2/e2e/rollout/svc/manifests/1"))
-        .header("accept", DOCKER_MANIFEST)
-        .send()
-        .await
-        .unwrap();
+    let r = get_manifest(&stack, "/v2/e2e/rollout/svc/manifests/1").await;
     assert_eq!(r.status(), 200);
     let warning = r.headers()["warning"].to_str().unwrap().to_string();
     assert!(
@@ -323,13 +322,7 @@ async fn trust_server_down_fails_closed_unless_verified_data_is_held() {
     block_in_place(|| stack.notary.stop());
 
     // Never verified: refused, and the message says why.
-    let r = stack
-        .http()
-        .get(stack.url("/v2/e2e/down-cold/manifests/1.0"))
-        .header("accept", DOCKER_MANIFEST)
-        .send()
-        .await
-        .unwrap();
+    let r = get_manifest(&stack, "/v2/e2e/down-cold/manifests/1.0").await;
     assert_eq!(r.status(), 503);
     let text = r.text().await.unwrap();
     assert!(text.contains("unreachable"), "{text}");

@@ -30,15 +30,16 @@ pub async fn serve_tag(
         .await;
     match verdict {
         TagVerdict::Refuse(r) => {
-            event(
+            refused(
                 state,
                 ctx,
-                &image,
-                Some(tag.as_str()),
+                &Subject {
+                    image: &image,
+                    tag: Some(tag.as_str()),
+                    digest: None,
+                    decision: &decision,
+                },
                 None,
-                &decision,
-                None,
-                Outcome::Deny,
                 &r,
             );
             Err(refusal_error(&image, Some(tag.as_str()), r))
@@ -53,10 +54,12 @@ pub async fn serve_tag(
             allowed(
                 state,
                 ctx,
-                &image,
-                Some(tag.as_str()),
-                digest.as_deref(),
-                &decision,
+                &Subject {
+                    image: &image,
+                    tag: Some(tag.as_str()),
+                    digest: digest.as_deref(),
+                    decision: &decision,
+                },
                 &permit,
                 None,
             );
@@ -81,15 +84,16 @@ pub async fn serve_tag(
                             message: e.to_string(),
                             unavailable: false,
                         };
-                        event(
+                        refused(
                             state,
                             ctx,
-                            &image,
-                            Some(tag.as_str()),
-                            Some(target.digest()),
-                            &decision,
+                            &Subject {
+                                image: &image,
+                                tag: Some(tag.as_str()),
+                                digest: Some(target.digest()),
+                                decision: &decision,
+                            },
                             Some(target.role()),
-                            Outcome::Deny,
                             &r,
                         );
                     }
@@ -102,10 +106,12 @@ pub async fn serve_tag(
             allowed(
                 state,
                 ctx,
-                &image,
-                Some(tag.as_str()),
-                Some(target.digest()),
-                &decision,
+                &Subject {
+                    image: &image,
+                    tag: Some(tag.as_str()),
+                    digest: Some(target.digest()),
+                    decision: &decision,
+                },
                 &permit,
                 Some(target.role()),
             );
@@ -151,15 +157,16 @@ fn judge_digest_pull(
     let permit = match verdict {
         TagVerdict::Passthrough(p) | TagVerdict::Signed(p, _) => p,
         TagVerdict::Refuse(r) => {
-            event(
+            refused(
                 state,
                 ctx,
-                &image,
+                &Subject {
+                    image: &image,
+                    tag: None,
+                    digest: Some(&d),
+                    decision: &decision,
+                },
                 None,
-                Some(&d),
-                &decision,
-                None,
-                Outcome::Deny,
                 &r,
             );
             return Err(refusal_error(&image, None, r));
@@ -195,10 +202,12 @@ pub async fn serve_manifest_digest(
     allowed(
         state,
         ctx,
-        &p.image,
-        None,
-        Some(&p.digest),
-        &p.decision,
+        &Subject {
+            image: &p.image,
+            tag: None,
+            digest: Some(&p.digest),
+            decision: &p.decision,
+        },
         &p.permit,
         None,
     );
@@ -221,10 +230,12 @@ pub async fn serve_blob(
         allowed(
             state,
             ctx,
-            &p.image,
-            None,
-            Some(&p.digest),
-            &p.decision,
+            &Subject {
+                image: &p.image,
+                tag: None,
+                digest: Some(&p.digest),
+                decision: &p.decision,
+            },
             &p.permit,
             None,
         );
@@ -359,14 +370,20 @@ fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<Prox
     resp
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one decision was about, for its audit event.
+struct Subject<'a> {
+    image: &'a str,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+    decision: &'a Decision,
+}
+
+/// The audit event for a pull that is served: a rewrite when a signer role vouched for it, an
+/// audit violation when an audit-mode rule let it through.
 fn allowed(
     state: &AppState,
     ctx: &RequestCtx,
-    image: &str,
-    tag: Option<&str>,
-    digest: Option<&str>,
-    decision: &Decision,
+    s: &Subject<'_>,
     permit: &Permit,
     role: Option<&str>,
 ) {
@@ -375,46 +392,43 @@ fn allowed(
         None if role.is_some() => (Outcome::Rewrite, None),
         None => (Outcome::Allow, None),
     };
-    audit::record(
-        &state.metrics,
-        &AuditEvent {
-            client: Some(ctx.peer),
-            image,
-            tag,
-            digest,
-            rule: decision.rule_name(),
-            role,
-            outcome,
-            reason: permit.reason(),
-            detail,
-        },
+    record(state, ctx, s, role, outcome, permit.reason(), detail);
+}
+
+/// The audit event for a refused pull.
+fn refused(state: &AppState, ctx: &RequestCtx, s: &Subject<'_>, role: Option<&str>, r: &Refusal) {
+    record(
+        state,
+        ctx,
+        s,
+        role,
+        Outcome::Deny,
+        r.reason,
+        Some(&r.message),
     );
 }
 
-#[allow(clippy::too_many_arguments)]
-fn event(
+fn record(
     state: &AppState,
     ctx: &RequestCtx,
-    image: &str,
-    tag: Option<&str>,
-    digest: Option<&str>,
-    decision: &Decision,
+    s: &Subject<'_>,
     role: Option<&str>,
     outcome: Outcome,
-    r: &Refusal,
+    reason: DecisionReason,
+    detail: Option<&str>,
 ) {
     audit::record(
         &state.metrics,
         &AuditEvent {
             client: Some(ctx.peer),
-            image,
-            tag,
-            digest,
-            rule: decision.rule_name(),
+            image: s.image,
+            tag: s.tag,
+            digest: s.digest,
+            rule: s.decision.rule_name(),
             role,
             outcome,
-            reason: r.reason,
-            detail: Some(&r.message),
+            reason,
+            detail,
         },
     );
 }
