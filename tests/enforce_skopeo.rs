@@ -207,6 +207,23 @@ digest_pulls = "signed-only"
     let again = pull(&stack, "e2e/dig", &format!("@{}", signed.digest));
     again.run.assert_success();
     assert_eq!(again.digest.as_deref(), Some(signed.digest.as_str()));
+
+    // After a restart (same state directory), a pod pinned by digest still pulls: what was
+    // reached through the signed tag is persisted; the unsigned digest is still refused.
+    let toml = support::registry::proxy_config(
+        &[(support::clients::CLOSED_REGISTRY, &stack.registry.url)],
+        "",
+    );
+    let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
+    cfg.state_dir = stack.dir.path().join("state");
+    let restarted =
+        support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    let by_digest = format!("{}/e2e/dig@{}", restarted.addr, signed.digest);
+    let after = block_in_place(|| skopeo_copy(&by_digest, &Transport::PlainHttp));
+    after.run.assert_success();
+    let by_digest = format!("{}/e2e/dig@{}", restarted.addr, unsigned.digest);
+    let refused = block_in_place(|| skopeo_copy(&by_digest, &Transport::PlainHttp));
+    refused.run.assert_failure();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 //! digest was reached through a verified tag — recorded here when signed manifests are served
 //! (the manifest itself, the child manifests of an index, its config and layers).
 
+mod reached;
 mod trust_pool;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub struct Enforcer {
     pool: TrustPool,
     tags: TagCache<VerifiedTarget>,
     /// `registry/repository@digest` of everything reached through a verified tag.
-    reached: moka::sync::Cache<String, ()>,
+    reached: reached::ReachedSet,
     pub metrics: Arc<Metrics>,
 }
 
@@ -52,12 +53,9 @@ impl Enforcer {
     ) -> Enforcer {
         Enforcer {
             policy,
-            pool: TrustPool::new(state_dir),
+            pool: TrustPool::new(state_dir.clone()),
             tags: TagCache::new(cache, |t: &VerifiedTarget| t.expires()),
-            reached: moka::sync::Cache::builder()
-                .max_capacity(200_000)
-                .time_to_live(REACHED_TTL)
-                .build(),
+            reached: reached::ReachedSet::new(state_dir.join("reached"), REACHED_TTL),
             metrics,
         }
     }
@@ -78,30 +76,45 @@ impl Enforcer {
     }
 
     /// The verdict on a pull of `registry/repository@digest` (manifest or blob).
-    pub fn digest(&self, registry: &str, repository: &str, digest: &str) -> (Decision, TagVerdict) {
+    pub async fn digest(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> (Decision, TagVerdict) {
         let decision = self.decide(registry, repository);
         let reached = self
             .reached
-            .contains_key(&reached_key(registry, repository, digest));
+            .contains(&reached_key(registry, repository, digest))
+            .await;
         let verdict = judge_digest(&decision, digest, reached);
         (decision, verdict)
     }
 
     /// Records that `digest` (a manifest served through a verified tag, or served because it
     /// was reached from one) and everything it references may be pulled by digest.
-    pub fn mark_reached(&self, registry: &str, repository: &str, digest: &str, manifest: &[u8]) {
+    pub async fn mark_reached(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+        manifest: &[u8],
+    ) {
         self.reached
-            .insert(reached_key(registry, repository, digest), ());
+            .mark(reached_key(registry, repository, digest))
+            .await;
         for child in referenced_digests(manifest) {
             self.reached
-                .insert(reached_key(registry, repository, &child), ());
+                .mark(reached_key(registry, repository, &child))
+                .await;
         }
     }
 
     /// Whether `digest` was reached through a verified tag.
-    pub fn was_reached(&self, registry: &str, repository: &str, digest: &str) -> bool {
+    pub async fn was_reached(&self, registry: &str, repository: &str, digest: &str) -> bool {
         self.reached
-            .contains_key(&reached_key(registry, repository, digest))
+            .contains(&reached_key(registry, repository, digest))
+            .await
     }
 
     async fn resolve(

@@ -102,7 +102,8 @@ pub async fn serve_tag(
             };
             state
                 .enforcer
-                .mark_reached(&registry, repo.as_str(), target.digest(), &m.bytes);
+                .mark_reached(&registry, repo.as_str(), target.digest(), &m.bytes)
+                .await;
             allowed(
                 state,
                 ctx,
@@ -144,7 +145,7 @@ struct DigestPull {
     permit: Permit,
 }
 
-fn judge_digest_pull(
+async fn judge_digest_pull(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,
@@ -153,7 +154,7 @@ fn judge_digest_pull(
     let registry = ctx.upstream_name().to_string();
     let image = format!("{registry}/{repo}");
     let d = digest.to_string();
-    let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d);
+    let (decision, verdict) = state.enforcer.digest(&registry, repo.as_str(), &d).await;
     let permit = match verdict {
         TagVerdict::Passthrough(p) | TagVerdict::Signed(p, _) => p,
         TagVerdict::Refuse(r) => {
@@ -188,16 +189,18 @@ pub async fn serve_manifest_digest(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response<ProxyBody>, RegistryError> {
-    let p = judge_digest_pull(state, ctx, repo, digest)?;
+    let p = judge_digest_pull(state, ctx, repo, digest).await?;
     let m = fetch_verified(state, ctx, repo, digest, None).await?;
     // A child of a signed index is itself vouched for: so is what it references.
     if state
         .enforcer
         .was_reached(&p.registry, repo.as_str(), &p.digest)
+        .await
     {
         state
             .enforcer
-            .mark_reached(&p.registry, repo.as_str(), &p.digest, &m.bytes);
+            .mark_reached(&p.registry, repo.as_str(), &p.digest, &m.bytes)
+            .await;
     }
     allowed(
         state,
@@ -225,7 +228,7 @@ pub async fn serve_blob(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response<ProxyBody>, RegistryError> {
-    let p = judge_digest_pull(state, ctx, repo, digest)?;
+    let p = judge_digest_pull(state, ctx, repo, digest).await?;
     if p.permit.warning().is_some() {
         allowed(
             state,
