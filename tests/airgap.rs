@@ -57,10 +57,7 @@ async fn an_air_gapped_restart_serves_what_was_pulled_and_fails_cleanly_on_the_r
     });
 
     // A new trustgate (fresh process state) on the same state directory.
-    let toml = proxy_config(&[(CLOSED_REGISTRY, &stack.registry.url)], "");
-    let mut cfg = trustgate::config::Config::from_toml_str(&toml, "airgap.toml").unwrap();
-    cfg.state_dir = stack.dir.path().join("state");
-    let offline = TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    let offline = stack.restart_proxy().await;
 
     let image = format!("{}/air/app:1.0", offline.addr);
     let again = block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp));

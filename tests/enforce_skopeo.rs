@@ -210,14 +210,7 @@ digest_pulls = "signed-only"
 
     // After a restart (same state directory), a pod pinned by digest still pulls: what was
     // reached through the signed tag is persisted; the unsigned digest is still refused.
-    let toml = support::registry::proxy_config(
-        &[(support::clients::CLOSED_REGISTRY, &stack.registry.url)],
-        "",
-    );
-    let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
-    cfg.state_dir = stack.dir.path().join("state");
-    let restarted =
-        support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    let restarted = stack.restart_proxy().await;
     let by_digest = format!("{}/e2e/dig@{}", restarted.addr, signed.digest);
     let after = block_in_place(|| skopeo_copy(&by_digest, &Transport::PlainHttp));
     after.run.assert_success();
@@ -351,14 +344,7 @@ async fn trust_server_down_fails_closed_unless_verified_data_is_held() {
 
     // And after a restart (a new proxy on the same state directory): the persisted, still
     // valid trust data answers while the trust server is down.
-    let toml = support::registry::proxy_config(
-        &[(support::clients::CLOSED_REGISTRY, &stack.registry.url)],
-        "",
-    );
-    let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
-    cfg.state_dir = stack.dir.path().join("state");
-    let restarted =
-        support::registry::TestProxy::start_with_policy(cfg, stack.policy.clone()).await;
+    let restarted = stack.restart_proxy().await;
     // The held data is announced: staleness is never silent.
     let r = stack
         .http()

@@ -53,18 +53,11 @@ impl Stack {
         let policy_file = dir.path().join("policy.toml");
         std::fs::write(&policy_file, Stack::policy_text(&notary, policy_body)).unwrap();
         let policy = Arc::new(PolicyHandle::load(&policy_file).expect("test policy loads"));
-        let mut toml = proxy_config(&[(CLOSED_REGISTRY, &registry.url)], "");
-        if tls {
+        let tls_files = tls.then(|| {
             let ca = super::pki::TestCa::new("trustgate listener CA");
-            let issued = ca.issue(&dir.path().join("listener"), "trustgate");
-            toml.push_str(&format!(
-                "[tls]\ncert = {:?}\nkey = {:?}\n",
-                issued.cert_path.display().to_string(),
-                issued.key_path.display().to_string()
-            ));
-        }
-        let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
-        cfg.state_dir = dir.path().join("state");
+            ca.issue(&dir.path().join("listener"), "trustgate")
+        });
+        let cfg = proxy_cfg(&registry, dir.path(), tls_files.as_ref());
         let proxy = TestProxy::start_with_policy(cfg, policy.clone()).await;
         Stack {
             registry,
@@ -91,6 +84,13 @@ impl Stack {
     /// Rewrites the policy file (a reload picks it up).
     pub fn write_policy(&self, body: &str) {
         std::fs::write(&self.policy_file, Stack::policy_text(&self.notary, body)).unwrap();
+    }
+
+    /// A new trustgate (fresh process state: caches, single-flight, reached digests in memory)
+    /// on the same state directory and policy, as after a restart. Plain HTTP.
+    pub async fn restart_proxy(&self) -> TestProxy {
+        let cfg = proxy_cfg(&self.registry, self.dir.path(), None);
+        TestProxy::start_with_policy(cfg, self.policy.clone()).await
     }
 
     /// The CA of trustgate's listener certificate (with `tls`).
@@ -140,6 +140,26 @@ impl Stack {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.proxy.url)
     }
+}
+
+/// trustgate's config for the stack: the registry as upstream [`CLOSED_REGISTRY`], state under
+/// `dir/state`, and optionally a TLS listener.
+fn proxy_cfg(
+    registry: &Registry,
+    dir: &std::path::Path,
+    tls: Option<&super::pki::IssuedCert>,
+) -> trustgate::config::Config {
+    let mut toml = proxy_config(&[(CLOSED_REGISTRY, &registry.url)], "");
+    if let Some(issued) = tls {
+        toml.push_str(&format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n",
+            issued.cert_path.display().to_string(),
+            issued.key_path.display().to_string()
+        ));
+    }
+    let mut cfg = trustgate::config::Config::from_toml_str(&toml, "e2e.toml").unwrap();
+    cfg.state_dir = dir.join("state");
+    cfg
 }
 
 /// A one-layer image that runtimes can unpack: a real gzip'd tar (sorted, mtime 0, numeric
