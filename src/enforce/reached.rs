@@ -36,6 +36,11 @@ impl ReachedSet {
     /// Records `key` as reached now. A failure to persist is logged: the record then lives in
     /// memory only (fail closed after a restart, never open).
     pub async fn mark(&self, key: String) {
+        // Every signed tag pull marks its digests, cache hits included: while the record is
+        // live in memory (same TTL as the file) the file is fresh enough, so skip the write.
+        if self.memory.contains_key(&key) {
+            return;
+        }
         let path = self.path(&key);
         self.memory.insert(key, ());
         let write = async {
