@@ -44,7 +44,7 @@ pub struct Signer {
     pub public_b64: String,
     kind: Kind,
     /// PKCS#8 of ECDSA keys, so the same key can be wrapped in a certificate too.
-    pkcs8: Vec<u8>,
+    pub pkcs8: Vec<u8>,
 }
 
 impl Signer {
@@ -54,7 +54,7 @@ impl Signer {
         Self::ecdsa_from_pkcs8(pkcs8.as_ref())
     }
 
-    fn ecdsa_from_pkcs8(pkcs8: &[u8]) -> Signer {
+    pub fn ecdsa_from_pkcs8(pkcs8: &[u8]) -> Signer {
         let rng = SystemRandom::new();
         let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng).unwrap();
         let mut spki = hex::decode(P256_SPKI_PREFIX).unwrap();
@@ -200,8 +200,8 @@ impl Signer {
 }
 
 pub struct TestIssuer {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
 }
 
 impl TestIssuer {
