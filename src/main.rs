@@ -54,10 +54,23 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
+            // The TLS material is loaded as the server will load it: a certificate or key
+            // that does not parse must fail here, not at the first handshake (PROXY-REVIEW D11).
+            Ok(cfg) => match cfg
+                .tls
+                .as_ref()
+                .map(trustgate::server::tls_acceptor)
+                .transpose()
+            {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: tls: {e}", file.display());
+                    ExitCode::from(2)
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)
@@ -147,6 +160,11 @@ fn init_tracing(format: LogFormat) {
 
 async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let addrs = cfg.listen.clone();
+    // Refuse to start on TLS material that does not load: otherwise each listener task fails
+    // on its own and the process stays up serving nothing (PROXY-REVIEW D11).
+    if let Some(tls) = &cfg.tls {
+        trustgate::server::tls_acceptor(tls)?;
+    }
     let policy = Arc::new(match &cfg.policy {
         Some(path) => PolicyHandle::load(path.clone())?,
         None => PolicyHandle::fixed(Policy::embedded_default()),
@@ -159,8 +177,12 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         policy.spawn_watcher(DEFAULT_WATCH_INTERVAL, async move {
             let _ = rx.wait_for(|stop| *stop).await;
         })?;
+    } else {
+        // SIGHUP's default action ends the process, and systemd's ExecReload sends it: with
+        // nothing to reload it must be a logged no-op, never a silent exit (PROXY-REVIEW D15).
+        ignore_hangups()?;
     }
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for addr in addrs {
         let listener = TcpListener::bind(addr)
             .await
@@ -170,18 +192,32 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tasks.push(tokio::spawn(trustgate::server::run(
-            state.clone(),
-            listener,
-            shutdown,
-        )));
+        tasks.spawn(trustgate::server::run(state.clone(), listener, shutdown));
     }
-    wait_for_signal().await;
-    tracing::info!("shutdown requested");
+    // A listener that stops on its own is an error now, not at shutdown.
+    tokio::select! {
+        () = wait_for_signal() => tracing::info!("shutdown requested"),
+        Some(done) = tasks.join_next() => {
+            let _ = tx.send(true);
+            done??;
+            return Err("a listener stopped unexpectedly".into());
+        }
+    }
     let _ = tx.send(true);
-    for t in tasks {
-        t.await??;
+    while let Some(done) = tasks.join_next().await {
+        done??;
     }
+    Ok(())
+}
+
+fn ignore_hangups() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: no policy file is configured, nothing to reload");
+        }
+    });
     Ok(())
 }
 

@@ -157,3 +157,102 @@ fn serve_runs_from_a_file_and_stops_on_sigterm() {
     );
     g.stop();
 }
+
+/// A config whose `[tls]` files exist but do not hold a certificate and a key.
+fn config_with_broken_tls(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let file = dir.join("t.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {:?}\n[tls]\ncert = {:?}\nkey = {:?}\n[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n",
+            dir.join("state").display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// PROXY-REVIEW D11: `config check` said ok to TLS material the server cannot load.
+#[test]
+fn config_check_loads_the_tls_material() {
+    let dir = support::tempdir();
+    let file = config_with_broken_tls(dir.path(), 1);
+    let o = Command::new(bin())
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "config check passed broken TLS: {err}");
+    assert!(err.contains("cert.pem"), "names the file: {err}");
+    assert!(err.contains("tls"), "names the section: {err}");
+}
+
+/// PROXY-REVIEW D11: the process stayed up serving nothing until shutdown.
+#[test]
+fn serve_refuses_to_start_on_unloadable_tls() {
+    let dir = support::tempdir();
+    let file = config_with_broken_tls(dir.path(), support::free_port());
+    let mut child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve kept running on a TLS key it cannot load");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("cert.pem"), "{err}");
+}
+
+/// PROXY-REVIEW D15: with no policy file, SIGHUP (systemd's ExecReload) ended the process.
+#[test]
+fn sighup_without_a_policy_file_is_harmless() {
+    let dir = support::tempdir();
+    let port = support::free_port();
+    let file = dir.path().join("t.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nstate_dir = {:?}\n[[upstream]]\nname = \"r.test\"\nurl = \"http://127.0.0.1:1\"\n",
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--config"]).arg(&file);
+    let mut g = support::proc::ChildGuard::spawn("trustgate", cmd, &dir.path().join("log"));
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    support::wait_for_tcp(addr, Duration::from_secs(10));
+    g.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    g.assert_running();
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "stopped listening after SIGHUP"
+    );
+    assert!(
+        g.log_text().contains("nothing to reload"),
+        "{}",
+        g.log_text()
+    );
+    g.stop();
+}
