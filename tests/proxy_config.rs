@@ -256,3 +256,28 @@ fn sighup_without_a_policy_file_is_harmless() {
     );
     g.stop();
 }
+
+/// PROXY-REVIEW D18: registry credentials over plain http:// to another machine were accepted.
+#[test]
+fn credentials_need_https_off_loopback() {
+    let dir = support::tempdir();
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "hunter2\n").unwrap();
+    let conf = |url: &str| {
+        format!(
+            "[[upstream]]\nname = \"r.example\"\nurl = \"{url}\"\n[upstream.credentials]\nusername = \"u\"\npassword_file = {:?}\n",
+            secret.display().to_string()
+        )
+    };
+    let (ok, stderr, file) = check(&conf("http://registry.example"));
+    assert!(!ok, "accepted credentials over plain http");
+    assert!(
+        stderr.contains(&format!("{file}: upstream[0].credentials: an https://")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    for url in ["https://registry.example", "http://127.0.0.1:5000"] {
+        let (ok, stderr, _) = check(&conf(url));
+        assert!(ok, "{url}: {stderr}");
+    }
+}

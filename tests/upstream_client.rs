@@ -393,3 +393,45 @@ async fn a_challenge_from_a_redirect_target_is_not_answered() {
         "retried at the redirect target"
     );
 }
+
+/// PROXY-REVIEW D17: an https upstream could redirect trustgate to plain http (or anywhere).
+#[tokio::test]
+async fn a_redirect_from_https_to_http_is_refused() {
+    let dir = support::tempdir();
+    let ca = support::pki::TestCa::new("lab CA");
+    let issued = ca.issue(dir.path(), "lab");
+    let (plain, plain_seen) =
+        serve(None, |_| Box::pin(async { reply(200, &[], "clear text") })).await;
+    let port = plain.port();
+    let (addr, _) = serve(
+        Some(tls_acceptor(&issued.cert_path, &issued.key_path)),
+        move |req| {
+            Box::pin(async move {
+                match req.uri().path() {
+                    "/downgrade" => reply(
+                        307,
+                        &[("location", format!("http://127.0.0.1:{port}/blob"))],
+                        "",
+                    ),
+                    _ => reply(200, &[], "over tls"),
+                }
+            })
+        },
+    )
+    .await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let mut st = settings(format!("https://127.0.0.1:{}", addr.port()));
+    st.ca_file = Some(ca_file);
+    let client = UpstreamClient::new(st).unwrap();
+    match bounded(client.send(get("/downgrade"))).await {
+        Err(UpstreamError::Protocol { reason, .. }) => {
+            assert!(reason.contains("https"), "{reason}")
+        }
+        other => panic!("expected a refused redirect, got {other:?}"),
+    }
+    assert!(
+        plain_seen.lock().unwrap().is_empty(),
+        "the http target was contacted"
+    );
+}

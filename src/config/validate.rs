@@ -360,6 +360,18 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             let credentials = u
                 .credentials
                 .and_then(|cr| credentials(&mut c, &at, cr, &resolve));
+            // Basic credentials are sent on every request once challenged: over http:// off
+            // this machine they travel in clear text (PROXY-REVIEW D18; the policy's rule for
+            // trust servers is the same).
+            if let (Some(_), Some(url)) = (&credentials, &url) {
+                if url.scheme() == "http" && !crate::upstream::is_loopback(url) {
+                    c.push(
+                        format!("{at}.credentials"),
+                        "an https:// upstream url (or a loopback one): credentials over http:// \
+                         would travel in clear text",
+                    );
+                }
+            }
             let connect_timeout = c.duration(
                 &format!("{at}.connect_timeout"),
                 u.connect_timeout.as_deref(),

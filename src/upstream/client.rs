@@ -79,7 +79,7 @@ impl UpstreamClient {
             .use_rustls_tls()
             .tls_built_in_native_certs(true)
             .connect_timeout(settings.connect_timeout)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .redirect(super::redirect::policy(MAX_REDIRECTS))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(60))
             .user_agent(concat!("trustgate/", env!("CARGO_PKG_VERSION")));

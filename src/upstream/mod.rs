@@ -7,16 +7,19 @@
 //! - [`body`]: [`read_body_limited`] for manifests and metadata, an idle timeout for streams.
 //!
 //! Authorization never crosses hosts: reqwest drops it on a redirect to another host or port,
-//! and a 401 from a redirect target is returned, not answered.
+//! and a 401 from a redirect target is returned, not answered. [`redirect`] refuses https → http
+//! downgrades and remote-to-loopback/link-local hops.
 
 pub mod auth;
 pub mod body;
 pub mod client;
 pub mod realm;
+pub mod redirect;
 pub mod token;
 
 pub use body::{body_stream_with_idle_timeout, read_body_limited, BodyError};
 pub use client::UpstreamClient;
+pub use redirect::is_loopback;
 
 use std::fmt;
 use std::path::PathBuf;
