@@ -183,6 +183,27 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         ignore_hangups()?;
     }
     let mut tasks = tokio::task::JoinSet::new();
+    for addr in state.config.ops_listen.clone() {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (ops_listen): {e}"))?;
+        tracing::info!(%addr, "ops endpoints listening");
+        let mut rx = rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tasks.spawn(trustgate::server::run_ops(
+            state.clone(),
+            listener,
+            shutdown,
+        ));
+    }
+    // One set of connection slots for every registry listener: max_connections is the
+    // process's bound, not each listener's (PROXY-REVIEW D21).
+    let slots = trustgate::server::ConnectionSlots::new(
+        state.config.limits.max_connections,
+        state.config.limits.max_connections_per_peer,
+    );
     for addr in addrs {
         let listener = TcpListener::bind(addr)
             .await
@@ -192,7 +213,12 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        tasks.spawn(trustgate::server::run(state.clone(), listener, shutdown));
+        tasks.spawn(trustgate::server::run_with(
+            state.clone(),
+            listener,
+            slots.clone(),
+            shutdown,
+        ));
     }
     // A listener that stops on its own is an error now, not at shutdown.
     tokio::select! {

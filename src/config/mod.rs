@@ -5,6 +5,8 @@
 //!
 //! ```toml
 //! listen = ["0.0.0.0:5000"]            # one or more socket addresses
+//! ops_listen = ["127.0.0.1:9102"]      # /healthz, /readyz, /metrics on their own listener
+//!                                      # (and /metrics no longer on `listen`)
 //! log_format = "json"                  # "text" (default) or "json"
 //! policy = "/etc/trustgate/policy.toml" # omitted: the embedded default policy
 //! state_dir = "/var/lib/trustgate"     # trust state (pinned roots, last versions) and the
@@ -17,10 +19,12 @@
 //!
 //! [limits]
 //! manifest_max_bytes = 4194304
-//! max_connections = 1024
+//! max_connections = 1024               # across every listener
+//! max_connections_per_peer = 256       # from one client address
+//! max_concurrent_streams = 100         # per HTTP/2 connection
 //! max_header_bytes = 65536              # request line + headers, at least 8192
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
-//! idle_timeout = "90s"
+//! idle_timeout = "90s"                # no request in flight this long: connection closed
 //! shutdown_grace = "30s"
 //!
 //! [cache]                              # verified manifests and blobs on disk, by digest
@@ -113,6 +117,9 @@ impl UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// Listeners for `/healthz`, `/readyz` and `/metrics` only. When set, the registry
+    /// listeners no longer answer `/metrics`.
+    pub ops_listen: Vec<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub upstreams: Vec<UpstreamConfig>,
     /// Index into `upstreams` of the upstream used when a request names none.

@@ -22,6 +22,7 @@ use crate::upstream::Credentials;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Vec<String>>,
+    ops_listen: Option<Vec<String>>,
     log_format: Option<String>,
     policy: Option<PathBuf>,
     state_dir: Option<PathBuf>,
@@ -46,6 +47,8 @@ struct RawTls {
 struct RawLimits {
     manifest_max_bytes: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
+    max_concurrent_streams: Option<u32>,
     max_header_bytes: Option<usize>,
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
@@ -194,6 +197,21 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             }
         }
 
+        let mut ops_listen = Vec::new();
+        for (i, a) in raw.ops_listen.iter().flatten().enumerate() {
+            match a.parse::<SocketAddr>() {
+                Ok(s) if listen.contains(&s) => c.push(
+                    format!("ops_listen[{i}]"),
+                    format!("an address other than the registry listener's, found {a:?}"),
+                ),
+                Ok(s) => ops_listen.push(s),
+                Err(_) => c.push(
+                    format!("ops_listen[{i}]"),
+                    format!("a socket address like \"127.0.0.1:9102\", found {a:?}"),
+                ),
+            }
+        }
+
         let log_format = match raw.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -244,6 +262,28 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => defaults.max_connections,
                 };
+                let max_connections_per_peer = match l.max_connections_per_peer {
+                    Some(0) => {
+                        c.push(
+                            "limits.max_connections_per_peer",
+                            "a positive number of connections",
+                        );
+                        defaults.max_connections_per_peer
+                    }
+                    Some(n) => n,
+                    None => defaults.max_connections_per_peer,
+                };
+                let max_concurrent_streams = match l.max_concurrent_streams {
+                    Some(0) => {
+                        c.push(
+                            "limits.max_concurrent_streams",
+                            "a positive number of streams",
+                        );
+                        defaults.max_concurrent_streams
+                    }
+                    Some(n) => n,
+                    None => defaults.max_concurrent_streams,
+                };
                 let max_header_bytes = match l.max_header_bytes {
                     Some(n) if n < 8192 => {
                         c.push(
@@ -258,6 +298,8 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                 Limits {
                     manifest_max_bytes,
                     max_connections,
+                    max_connections_per_peer,
+                    max_concurrent_streams,
                     max_header_bytes,
                     header_read_timeout: c.duration(
                         "limits.header_read_timeout",
@@ -418,6 +460,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
         }
         Ok(Config {
             listen,
+            ops_listen,
             tls,
             upstreams,
             default_upstream,

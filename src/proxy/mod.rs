@@ -20,7 +20,7 @@ mod cached;
 pub mod enforced;
 pub mod listing;
 pub mod manifest;
-mod ops;
+pub mod ops;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,21 +223,9 @@ pub async fn handle<B>(
     Response::from_parts(parts, LoggedBody::new(body, fields, start))
 }
 
-/// Endpoints the proxy answers itself, outside the registry API (`/healthz`; `/readyz` and
-/// `/metrics` belong here too).
+/// Endpoints the proxy answers itself, outside the registry API ([`ops`]).
 fn local_endpoint(state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
-    if let Some(r) = ops::serve(state, method, path) {
-        return Some(r);
-    }
-    let head = *method == Method::HEAD;
-    match path {
-        "/healthz" => Some(json_response(
-            StatusCode::OK,
-            Bytes::from_static(b"{\"status\":\"ok\"}"),
-            head,
-        )),
-        _ => None,
-    }
+    ops::serve(state, method, path)
 }
 
 #[allow(clippy::too_many_arguments)]

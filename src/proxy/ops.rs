@@ -1,5 +1,9 @@
 //! Operator endpoints outside the registry API: `/metrics` (Prometheus text), `/healthz`
 //! (the process answers) and `/readyz` (a policy is loaded, so pulls will be judged).
+//!
+//! With `ops_listen` configured they have a listener of their own ([`handle`]) and the registry
+//! listeners stop answering `/metrics`: what the proxy counts (repositories, refusals) is for
+//! operators, not for everyone who can pull.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -7,11 +11,33 @@ use http::{Method, Response, StatusCode};
 
 use super::{body, AppState, ProxyBody};
 
+/// The ops endpoints as the registry listener answers them.
 pub fn serve(state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
+    if path == "/metrics" && !state.config.ops_listen.is_empty() {
+        return None;
+    }
+    answer(state, method, path)
+}
+
+/// The ops listener: the ops endpoints, and 404 for anything else.
+pub fn handle(state: &AppState, method: &Method, path: &str) -> Response<ProxyBody> {
+    answer(state, method, path).unwrap_or_else(|| {
+        let mut r = Response::new(body::full(Bytes::from_static(b"not found\n")));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    })
+}
+
+fn answer(state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
     let (status, ctype, text) = match path {
+        "/healthz" => (
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"ok\"}".to_string(),
+        ),
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -1,31 +1,42 @@
 //! Accepting connections: HTTP/1.1 and HTTP/2 (hyper-util auto), optional TLS
-//! (tokio-rustls, ALPN h2 + http/1.1), a cap on concurrent connections, header and idle
-//! timeouts, and graceful shutdown that lets in-flight requests finish within a bound.
+//! (tokio-rustls, ALPN h2 + http/1.1), a cap on concurrent connections for the whole process
+//! and per client address ([`slots`]), header and idle timeouts — a connection with no
+//! request in flight for `idle_timeout` is closed, with GOAWAY on HTTP/2 ([`conn`]) — and
+//! graceful shutdown that lets in-flight requests finish within a bound.
 //!
 //! [`run`] takes an already bound listener and a shutdown future (tokio mini-redis
 //! `server::run`), so tests bind `127.0.0.1:0` and run the whole proxy in-process.
+//! [`run_ops`] serves `/healthz`, `/readyz` and `/metrics` on a listener of its own, with
+//! slots of its own, so load on the registry listener cannot lock the probes out.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+mod conn;
 mod idle;
+pub mod slots;
 
 use crate::config::TlsFiles;
 use crate::proxy::{self, AppState};
+use conn::{idle_check_interval, Activity, Tracked};
 use idle::IdleIo;
+pub use slots::ConnectionSlots;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -69,13 +80,70 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
 
 /// Serves the proxy on `listener` until `shutdown` completes, then stops accepting and gives
 /// in-flight requests up to `limits.shutdown_grace` to finish. TLS is used when the
-/// configuration has a `[tls]` section.
+/// configuration has a `[tls]` section. The connection caps are this listener's own; a
+/// process with several listeners shares one [`ConnectionSlots`] through [`run_with`].
 pub async fn run(
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let l = &state.config.limits;
+    let slots = ConnectionSlots::new(l.max_connections, l.max_connections_per_peer);
+    run_with(state, listener, slots, shutdown).await
+}
+
+/// [`run`] with connection slots shared with other listeners.
+pub async fn run_with(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    slots: Arc<ConnectionSlots>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let tls = state.config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let st = state.clone();
+    let handler = move |req: Request<Incoming>, peer: SocketAddr| {
+        let st = st.clone();
+        async move { proxy::handle(st, req, peer).await }
+    };
+    accept_loop(&state, listener, tls, slots, handler, shutdown).await;
+    Ok(())
+}
+
+/// Slots of the ops listener: probes and scrapes need few, and get them whatever the
+/// registry listener is doing.
+const OPS_MAX_CONNECTIONS: usize = 32;
+const OPS_MAX_CONNECTIONS_PER_PEER: usize = 8;
+
+/// Serves the operator endpoints (`/healthz`, `/readyz`, `/metrics`) on `listener`, plain
+/// HTTP, until `shutdown` completes. Everything else is 404.
+pub async fn run_ops(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let slots = ConnectionSlots::new(OPS_MAX_CONNECTIONS, OPS_MAX_CONNECTIONS_PER_PEER);
+    let st = state.clone();
+    let handler = move |req: Request<Incoming>, _peer: SocketAddr| {
+        let st = st.clone();
+        async move { proxy::ops::handle(&st, req.method(), req.uri().path()) }
+    };
+    accept_loop(&state, listener, None, slots, handler, shutdown).await;
+    Ok(())
+}
+
+async fn accept_loop<H, Fut, B>(
+    state: &AppState,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    slots: Arc<ConnectionSlots>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let limits = state.config.limits.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -88,20 +156,20 @@ pub async fn run(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(limits.idle_timeout / 2)
+        // hyper's default (200 per connection) times max_connections is far more concurrent
+        // requests than the process can hold (PROXY-REVIEW D6).
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     // Connection tasks, so that those still running after the grace period can be ended.
     let mut conns = tokio::task::JoinSet::new();
 
     loop {
-        // Wait for a free slot before accepting, so excess clients queue in the kernel's
-        // backlog instead of consuming memory here.
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+            p = slots.global() => match p {
+                Some(p) => p,
+                None => break,
             },
             () = &mut shutdown => break,
         };
@@ -118,26 +186,38 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         while conns.try_join_next().is_some() {}
+        let Some(slot) = slots.admit(permit, peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: this address holds its share of connections");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
-        let st = state.clone();
-        let svc = service_fn(move |req| {
-            let st = st.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(st, req, peer).await) }
-        });
+        let activity = Activity::new();
+        let svc = {
+            let activity = activity.clone();
+            let handler = handler.clone();
+            service_fn(move |req| {
+                let guard = activity.begin();
+                let fut = handler(req, peer);
+                async move {
+                    let resp = fut.await;
+                    Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
+                }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
+        let stop = stop_rx.clone();
+        let idle = limits.idle_timeout;
         let handshake_timeout = limits.header_read_timeout;
         conns.spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let result =
                 match tls {
                     None => {
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .into_owned();
-                        watcher.watch(conn).await
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        drive(conn, &activity, idle, stop).await
                     }
                     Some(acceptor) => {
                         let tls_stream =
@@ -154,10 +234,8 @@ pub async fn run(
                                     return;
                                 }
                             };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(tls_stream), svc)
-                            .into_owned();
-                        watcher.watch(conn).await
+                        let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
+                        drive(conn, &activity, idle, stop).await
                     }
                 };
             if let Err(e) = result {
@@ -168,12 +246,55 @@ pub async fn run(
 
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => {
             tracing::warn!(grace = ?limits.shutdown_grace, remaining = conns.len(), "shutdown grace period over; dropping remaining connections");
             conns.abort_all();
         }
     }
-    Ok(())
+}
+
+/// Polls one connection to its end, asking it to close gracefully (GOAWAY on HTTP/2, close
+/// after the current response on HTTP/1) once it has had no request for `idle`, or when the
+/// server stops.
+async fn drive<I, S, B>(
+    conn: auto::Connection<'_, I, S, TokioExecutor>,
+    activity: &Activity,
+    idle: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval(idle_check_interval(idle));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            r = stop.wait_for(|s| *s), if !closing => {
+                let _ = r;
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                if activity.idle_for(idle) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
