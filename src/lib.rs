@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod clientauth;
 pub mod config;
 pub mod enforce;
 pub mod limits;

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             Ok(cfg) => match cfg
                 .tls
                 .as_ref()
-                .map(trustgate::server::tls_acceptor)
+                .map(|t| trustgate::server::tls_acceptor(t, cfg.client_auth.as_ref()))
                 .transpose()
             {
                 Ok(_) => {
@@ -163,7 +163,7 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Refuse to start on TLS material that does not load: otherwise each listener task fails
     // on its own and the process stays up serving nothing (PROXY-REVIEW D11).
     if let Some(tls) = &cfg.tls {
-        trustgate::server::tls_acceptor(tls)?;
+        trustgate::server::tls_acceptor(tls, cfg.client_auth.as_ref())?;
     }
     let policy = Arc::new(match &cfg.policy {
         Some(path) => PolicyHandle::load(path.clone())?,

@@ -281,3 +281,36 @@ fn credentials_need_https_off_loopback() {
         assert!(ok, "{url}: {stderr}");
     }
 }
+
+/// Issue 8: upstream credentials on a listener off loopback lend them to anyone; the start
+/// needs [client_auth] or an explicit `anonymous = true`.
+#[test]
+fn credentials_on_an_open_listener_need_client_auth_or_an_opt_in() {
+    let dir = support::tempdir();
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "hunter2\n").unwrap();
+    let base = format!(
+        "listen = [\"0.0.0.0:5000\"]\n[[upstream]]\nname = \"r.example\"\nurl = \"https://registry.example\"\n[upstream.credentials]\nusername = \"u\"\npassword_file = {:?}\n",
+        secret.display().to_string()
+    );
+    let (ok, stderr, file) = check(&base);
+    assert!(!ok, "started open with upstream credentials");
+    assert!(
+        stderr.contains(&format!("{file}: client_auth: a [client_auth] section")),
+        "{stderr}"
+    );
+    let (ok, stderr, _) = check(&format!("{base}[client_auth]\nanonymous = true\n"));
+    assert!(ok, "{stderr}");
+    let loopback = base.replace("0.0.0.0:5000", "127.0.0.1:5000");
+    let (ok, stderr, _) = check(&loopback);
+    assert!(ok, "{stderr}");
+    let (ok, stderr, _) = check(&format!("{loopback}[client_auth]\n"));
+    assert!(
+        !ok && stderr.contains("client_auth: client_ca, htpasswd or tokens"),
+        "{stderr}"
+    );
+    let (ok, stderr, _) = check(&format!(
+        "{loopback}[client_auth]\nhtpasswd = \"/nonexistent\"\n"
+    ));
+    assert!(!ok && stderr.contains("client_auth.htpasswd"), "{stderr}");
+}

@@ -121,6 +121,8 @@ pub struct Config {
     /// listeners no longer answer `/metrics`.
     pub ops_listen: Vec<SocketAddr>,
     pub tls: Option<TlsFiles>,
+    /// Who may pull (`[client_auth]`); `None`: anyone who reaches a listener.
+    pub client_auth: Option<crate::clientauth::ClientAuth>,
     pub upstreams: Vec<UpstreamConfig>,
     /// Index into `upstreams` of the upstream used when a request names none.
     pub default_upstream: Option<usize>,
@@ -213,6 +215,7 @@ fn unreachable_default(e: ConfigError) -> Config {
     panic!("the embedded default configuration is invalid: {e}")
 }
 
+mod client_auth;
 mod validate;
 
 use validate::parse;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::client_auth::{self, RawClientAuth};
 use super::{
     CacheConfig, Config, ConfigError, LogFormat, Problem, TlsFiles, UpstreamConfig,
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_STATE_DIR,
@@ -30,6 +31,7 @@ struct RawConfig {
     // Sections are kept as values and deserialized one by one, so one bad section does not
     // hide the problems of the others.
     tls: Option<toml::Value>,
+    client_auth: Option<toml::Value>,
     limits: Option<toml::Value>,
     cache: Option<toml::Value>,
     upstream: Option<Vec<toml::Value>>,
@@ -91,12 +93,12 @@ pub struct Sourced<'a> {
     base: Option<&'a Path>,
 }
 
-struct Collector {
+pub(super) struct Collector {
     problems: Vec<Problem>,
 }
 
 impl Collector {
-    fn push(&mut self, field: impl Into<String>, expected: impl Into<String>) {
+    pub(super) fn push(&mut self, field: impl Into<String>, expected: impl Into<String>) {
         self.problems.push(Problem {
             field: field.into(),
             expected: expected.into(),
@@ -452,6 +454,17 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             None => None,
         };
 
+        let client_auth = raw
+            .client_auth
+            .and_then(|v| c.section::<RawClientAuth>("client_auth", v))
+            .and_then(|r| client_auth::parse(&mut c, r, &resolve, tls.is_some()));
+        client_auth::check_exposure(
+            &mut c,
+            &listen,
+            upstreams.iter().any(|u| u.credentials.is_some()),
+            client_auth.as_ref(),
+        );
+
         if !c.problems.is_empty() {
             return Err(ConfigError {
                 file: file.to_string(),
@@ -462,6 +475,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             listen,
             ops_listen,
             tls,
+            client_auth,
             upstreams,
             default_upstream,
             limits,

@@ -57,6 +57,8 @@ pub fn from_response(resp: reqwest::Response, idle: Duration) -> ProxyBody {
 pub struct LogFields {
     pub id: String,
     pub peer: String,
+    /// Who the client authenticated as (`-` when anonymous or not configured).
+    pub user: String,
     pub method: String,
     pub path: String,
     pub upstream: String,
@@ -135,6 +137,7 @@ impl Drop for LoggedBody {
         tracing::info!(
             request_id = %f.id,
             client = %f.peer,
+            user = %f.user,
             method = %f.method,
             path = %f.path,
             upstream = %f.upstream,

@@ -32,6 +32,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::cache::{DiskError, DiskStore, ManifestCache, TagCacheSettings};
+use crate::clientauth::{Identity, TlsClient};
 use crate::config::Config;
 use crate::enforce::Enforcer;
 use crate::metrics::{Metrics, Upstream as MetricsUpstream, UpstreamFailure};
@@ -190,7 +191,16 @@ pub async fn handle<B>(
         None => path.clone(),
     };
     let mut upstream = "-".to_string();
-    let resp = match local_endpoint(&state, &method, &path) {
+    let identity = authenticate(&state, &req, &path);
+    let user = match &identity {
+        Ok(id) => id.to_string(),
+        Err(_) => "-".to_string(),
+    };
+    let local = match identity {
+        Err(refusal) => Some(*refusal),
+        Ok(_) => local_endpoint(&state, &method, &path),
+    };
+    let resp = match local {
         Some(r) => r,
         None => {
             registry_request(
@@ -215,12 +225,37 @@ pub async fn handle<B>(
     let fields = body::LogFields {
         id,
         peer: peer.to_string(),
+        user,
         method: method.to_string(),
         path: logged_path,
         upstream,
         status: parts.status.as_u16(),
     };
     Response::from_parts(parts, LoggedBody::new(body, fields, start))
+}
+
+/// Who sent `req` (`[client_auth]`), or the 401 to answer it with. Probes need no login.
+fn authenticate<B>(
+    state: &AppState,
+    req: &Request<B>,
+    path: &str,
+) -> Result<Identity, Box<Response<ProxyBody>>> {
+    let Some(auth) = &state.config.client_auth else {
+        return Ok(Identity::Anonymous);
+    };
+    if crate::clientauth::is_probe(path) {
+        return Ok(Identity::Anonymous);
+    }
+    auth.authenticate(req.headers(), req.extensions().get::<TlsClient>())
+        .map_err(|failure| {
+            let e = RegistryError::Unauthenticated { failure };
+            let mut r = error_response(&e, req.method() == Method::HEAD);
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(auth.challenge()),
+            );
+            Box::new(r)
+        })
 }
 
 /// Endpoints the proxy answers itself, outside the registry API ([`ops`]).

@@ -125,6 +125,10 @@ pub enum RegistryError {
     NoUpstream,
     #[error("invalid query parameter {param}: {reason}")]
     BadQuery { param: &'static str, reason: String },
+    #[error("{failure}")]
+    Unauthenticated {
+        failure: crate::clientauth::AuthFailure,
+    },
 
     // ---- Upstream ----
     #[error("upstream {upstream} is unreachable (repository {repo})")]
@@ -240,6 +244,12 @@ impl RegistryError {
             RegistryError::BadQuery { .. } => (
                 StatusCode::BAD_REQUEST,
                 OciCode::Unsupported,
+                Downstream,
+                msg,
+            ),
+            RegistryError::Unauthenticated { .. } => (
+                StatusCode::UNAUTHORIZED,
+                OciCode::Unauthorized,
                 Downstream,
                 msg,
             ),

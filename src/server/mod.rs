@@ -32,6 +32,7 @@ mod conn;
 mod idle;
 pub mod slots;
 
+use crate::clientauth::TlsClient;
 use crate::config::TlsFiles;
 use crate::proxy::{self, AppState};
 use conn::{idle_check_interval, Activity, Tracked};
@@ -48,8 +49,13 @@ pub enum ServerError {
     },
 }
 
-/// Builds the listener's TLS acceptor from PEM files.
-pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
+/// Builds the listener's TLS acceptor from PEM files. With a `client_ca` in `auth`, client
+/// certificates are verified by rustls-webpki against it: required when no per-request
+/// method (htpasswd, tokens) is configured, optional otherwise.
+pub fn tls_acceptor(
+    files: &TlsFiles,
+    auth: Option<&crate::clientauth::ClientAuth>,
+) -> Result<TlsAcceptor, ServerError> {
     let err = |what, path: &Path, reason: String| ServerError::Tls {
         what,
         path: path.display().to_string(),
@@ -68,10 +74,40 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| err("key", &files.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| err("configuration", &files.cert, e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| err("configuration", &files.cert, e.to_string()))?;
+    let builder = match auth.and_then(|a| a.client_ca.as_deref().map(|ca| (a, ca))) {
+        None => builder.with_no_client_auth(),
+        Some((auth, ca)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| err("client CA", ca, e.to_string()))?;
+            for c in cas {
+                roots
+                    .add(c)
+                    .map_err(|e| err("client CA", ca, e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(err("client CA", ca, "no certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if auth.has_request_methods() {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| err("client CA", ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| err("certificate/key pair", &files.cert, e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -99,7 +135,12 @@ pub async fn run_with(
     slots: Arc<ConnectionSlots>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let tls = state.config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = state
+        .config
+        .tls
+        .as_ref()
+        .map(|t| tls_acceptor(t, state.config.client_auth.as_ref()))
+        .transpose()?;
     let st = state.clone();
     let handler = move |req: Request<Incoming>, peer: SocketAddr| {
         let st = st.clone();
@@ -194,17 +235,24 @@ async fn accept_loop<H, Fut, B>(
         let _ = stream.set_nodelay(true);
         let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
         let activity = Activity::new();
-        let svc = {
+        let service = {
             let activity = activity.clone();
             let handler = handler.clone();
-            service_fn(move |req| {
-                let guard = activity.begin();
-                let fut = handler(req, peer);
-                async move {
-                    let resp = fut.await;
-                    Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
-                }
-            })
+            move |client: Option<TlsClient>| {
+                let activity = activity.clone();
+                let handler = handler.clone();
+                service_fn(move |mut req: Request<Incoming>| {
+                    let guard = activity.begin();
+                    if let Some(c) = &client {
+                        req.extensions_mut().insert(c.clone());
+                    }
+                    let fut = handler(req, peer);
+                    async move {
+                        let resp = fut.await;
+                        Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
+                    }
+                })
+            }
         };
         let builder = builder.clone();
         let tls = tls.clone();
@@ -213,31 +261,33 @@ async fn accept_loop<H, Fut, B>(
         let handshake_timeout = limits.header_read_timeout;
         conns.spawn(async move {
             let _slot = slot;
-            let result =
-                match tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        drive(conn, &activity, idle, stop).await
-                    }
-                    Some(acceptor) => {
-                        let tls_stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
-                        drive(conn, &activity, idle, stop).await
-                    }
-                };
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service(None));
+                    drive(conn, &activity, idle, stop).await
+                }
+                Some(acceptor) => {
+                    let tls_stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let client = client_certificate(tls_stream.get_ref().1);
+                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service(client));
+                    drive(conn, &activity, idle, stop).await
+                }
+            };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -258,6 +308,17 @@ async fn accept_loop<H, Fut, B>(
             conns.abort_all();
         }
     }
+}
+
+/// The subject of a client certificate the handshake verified (rustls only keeps verified
+/// ones), for the request log and the audit event.
+fn client_certificate(conn: &rustls::ServerConnection) -> Option<TlsClient> {
+    let der = conn.peer_certificates()?.first()?;
+    let subject = match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => cert.subject().to_string(),
+        Err(_) => "<unparsable subject>".to_string(),
+    };
+    Some(TlsClient { subject })
 }
 
 /// Polls one connection to its end, asking it to close gracefully (GOAWAY on HTTP/2, close

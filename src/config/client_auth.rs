@@ -1,0 +1,119 @@
+//! `[client_auth]`: parsed and checked with the rest of the file, the htpasswd and token files
+//! read now, so a broken one stops the start instead of refusing every pull later.
+//!
+//! ```toml
+//! [client_auth]
+//! client_ca = "clients-ca.pem"   # mutual TLS (needs [tls])
+//! htpasswd = "htpasswd"          # HTTP Basic, bcrypt entries (htpasswd -B)
+//! tokens = "tokens"              # bearer tokens: NAME sha256:HEX per line
+//! # anonymous = true             # instead of the above: anyone who reaches trustgate pulls
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::clientauth::{ClientAuth, Htpasswd, TokenSet};
+
+use super::validate::Collector;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientAuth {
+    client_ca: Option<PathBuf>,
+    htpasswd: Option<PathBuf>,
+    tokens: Option<PathBuf>,
+    anonymous: Option<bool>,
+}
+
+pub(super) fn parse(
+    c: &mut Collector,
+    raw: RawClientAuth,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+    has_tls: bool,
+) -> Option<ClientAuth> {
+    let anonymous = raw.anonymous.unwrap_or(false);
+    let client_ca = raw.client_ca.map(resolve);
+    if let Some(p) = &client_ca {
+        if !has_tls {
+            c.push(
+                "client_auth.client_ca",
+                "a [tls] section as well: client certificates are checked in the TLS handshake",
+            );
+        }
+        if !p.is_file() {
+            c.push(
+                "client_auth.client_ca",
+                format!("a readable PEM file, {} does not exist", p.display()),
+            );
+        }
+    }
+    let htpasswd = raw
+        .htpasswd
+        .map(resolve)
+        .and_then(|p| read(c, "client_auth.htpasswd", &p, Htpasswd::parse));
+    let tokens = raw
+        .tokens
+        .map(resolve)
+        .and_then(|p| read(c, "client_auth.tokens", &p, TokenSet::parse));
+    let any_method = client_ca.is_some() || htpasswd.is_some() || tokens.is_some();
+    if anonymous && any_method {
+        c.push(
+            "client_auth.anonymous",
+            "anonymous = true alone, or authentication methods without it, not both",
+        );
+    }
+    if !anonymous && !any_method {
+        c.push(
+            "client_auth",
+            "client_ca, htpasswd or tokens (or anonymous = true to let anyone pull)",
+        );
+        return None;
+    }
+    Some(ClientAuth::new(client_ca, htpasswd, tokens, anonymous))
+}
+
+fn read<T>(
+    c: &mut Collector,
+    field: &str,
+    path: &Path,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    match std::fs::read_to_string(path) {
+        Err(e) => {
+            c.push(field, format!("a readable file, {}: {e}", path.display()));
+            None
+        }
+        Ok(text) => match parse(&text) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                c.push(field, format!("{}: {e}", path.display()));
+                None
+            }
+        },
+    }
+}
+
+/// Upstream credentials lend trustgate's access to whoever can reach it: with a listener off
+/// loopback and no `[client_auth]`, the start is refused until the operator says so.
+pub(super) fn check_exposure(
+    c: &mut Collector,
+    listen: &[SocketAddr],
+    any_upstream_credentials: bool,
+    client_auth: Option<&ClientAuth>,
+) {
+    if client_auth.is_some() || !any_upstream_credentials {
+        return;
+    }
+    if let Some(open) = listen.iter().find(|a| !a.ip().is_loopback()) {
+        c.push(
+            "client_auth",
+            format!(
+                "a [client_auth] section: upstream credentials are configured and {open} is not \
+                 a loopback address, so anyone who reaches it would pull with them (set \
+                 client_auth.anonymous = true to allow that knowingly)"
+            ),
+        );
+    }
+}
