@@ -47,6 +47,8 @@
 //! — Notary's rule for cached data), and tags a role dropped (reported as revoked). A restart
 //! therefore resets neither pins nor versions.
 pub mod canonical;
+pub mod capath;
+pub mod certrules;
 pub mod cli;
 pub mod client;
 pub mod errors;

@@ -146,17 +146,23 @@ pub fn accept_first_root(
 
 /// The next root in a rotation (`ValidateRoot` with a previous root, and
 /// `tufclient.updateRootVersions`): it must be signed by a threshold of the previous root's
-/// root keys *and* a threshold of its own. `expected_version` is the `{v}` of `{v}.root.json`
-/// for intermediate steps. Only the final root must be unexpired and carry valid root
-/// certificates. Configured pins are not consulted: once a root is trusted it is itself the
-/// pin, and Notary validates newer roots with an empty trust-pinning configuration
-/// (`client.go` `bootstrapClient`) — a pin decides first contact only.
+/// root certificates *and* a threshold of its own valid root certificates. `expected_version`
+/// is the `{v}` of `{v}.root.json`. Every root of the walk, intermediate or final, must carry
+/// valid root certificates (Go runs `validRootLeafCerts(..., true)` for every root it loads,
+/// certs.go:101); only the final root must itself be unexpired (builder.go:451).
+///
+/// `pinning` is `Some` when the configured pins apply. Notary validates newer roots with an
+/// empty trust-pinning configuration while the cached root is valid — it is itself the pin —
+/// but with the configured one when the cached root has expired
+/// (`BootstrapNewBuilderWithNewTrustpin`, tufclient.go:372-378), TOFU then being allowed
+/// (not a first bootstrap).
 pub fn accept_next_root(
     gun: &str,
     prev: &LoadedRoot,
     bytes: &[u8],
     expected_version: Option<u64>,
     is_final: bool,
+    pinning: Option<&TrustPinning>,
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
@@ -187,24 +193,20 @@ pub fn accept_next_root(
         Err(e) => return Err(e),
     }
     let spec = root_spec(&root)?;
-    let signers = if is_final {
-        let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
-        let authority = Authority {
-            role: ROOT,
-            keys: valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
-            threshold: spec.threshold,
-        };
-        let signers = verify_threshold(&authority, &env, &canonical)?;
-        check_expiry(ROOT, root.expires.0, now)?;
-        signers
-    } else {
-        let authority = Authority {
-            role: ROOT,
-            keys: keys_for(&root.keys, &spec.keyids),
-            threshold: spec.threshold,
-        };
-        verify_threshold(&authority, &env, &canonical)?
+    let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
+    let keys = match pinning {
+        Some(pinning) => pinned_subset(pinning, gun, valid, false, now)?,
+        None => valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
     };
+    let authority = Authority {
+        role: ROOT,
+        keys,
+        threshold: spec.threshold,
+    };
+    let signers = verify_threshold(&authority, &env, &canonical)?;
+    if is_final {
+        check_expiry(ROOT, root.expires.0, now)?;
+    }
     let expires = root.expires.0;
     Ok(LoadedRoot {
         bytes: bytes.to_vec(),
@@ -220,14 +222,23 @@ pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
     parse_root(bytes).map(|(_, _, _, v)| v)
 }
 
-/// Re-checks a stored root (verified when it was accepted) against its own keys. Expiry is
-/// the caller's business: an expired trusted root still anchors a rotation to a newer one.
-pub fn reload_trusted_root(bytes: &[u8]) -> Result<LoadedRoot, TrustError> {
+/// Re-checks a stored root (verified when it was accepted) as Notary loads its cached root
+/// (`bootstrapClient`, tufclient.go:362-366: `ValidateRoot` with an empty pinning config):
+/// a threshold of its root certificates that are valid *now* must have signed it. A trusted
+/// root whose certificates have expired since is refused — Notary fails hard there too — with
+/// the certificate's keyid, CN and notAfter. The root's own expiry is the caller's business:
+/// an expired trusted root still anchors a rotation to a newer one.
+pub fn reload_trusted_root(
+    gun: &str,
+    bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
     let spec = root_spec(&root)?;
+    let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
     let authority = Authority {
         role: ROOT,
-        keys: keys_for(&root.keys, &spec.keyids),
+        keys: valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
         threshold: spec.threshold,
     };
     let signers = verify_threshold(&authority, &env, &canonical)?;
