@@ -32,6 +32,11 @@ struct Ca {
 }
 
 fn make_ca(dir: &Path, name: &str) -> Ca {
+    make_ca_with(dir, name, &[])
+}
+
+/// A self-signed CA; `extra` adds `-addext` extensions (e.g. an extended key usage).
+fn make_ca_with(dir: &Path, name: &str, extra: &[&str]) -> Ca {
     let key = dir.join(format!("{name}.key"));
     let pem = dir.join(format!("{name}.crt"));
     let der = dir.join(format!("{name}.der"));
@@ -50,7 +55,7 @@ fn make_ca(dir: &Path, name: &str) -> Ca {
         k,
     ]);
     let subj = format!("/CN={name}");
-    openssl(&[
+    let mut args = vec![
         "req",
         "-x509",
         "-new",
@@ -66,7 +71,11 @@ fn make_ca(dir: &Path, name: &str) -> Ca {
         "basicConstraints=critical,CA:TRUE",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    ];
+    for e in extra {
+        args.extend(["-addext", e]);
+    }
+    openssl(&args);
     openssl(&["x509", "-in", p, "-outform", "DER", "-out", d]);
     Ca {
         pem,
@@ -265,4 +274,56 @@ async fn ca_pin_and_extended_key_usage_agree_with_notary() {
             "{gun}: notary {theirs:?} ours {ours:?}"
         );
     }
+}
+
+/// Go's `x509.Verify` checks the extended key usage of the whole chain, the pinned CA
+/// included (`checkChainForKeyUsage`); webpki ignores a trust anchor's extensions, so
+/// trustgate checks the pinned CA itself. A CA restricted to code signing vouches for nothing,
+/// for either client.
+#[tokio::test]
+async fn code_signing_ca_pin_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    // Control: the same kind of CA restricted to serverAuth is accepted by both.
+    let ok_ca = make_ca_with(
+        dir.path(),
+        "serverauth-ca",
+        &["extendedKeyUsage=serverAuth"],
+    );
+    let ok_gun = "example.com/saeku/app";
+    let (key, crt) = issue_root(dir.path(), &ok_ca, ok_gun, "");
+    publisher.init_with_root(ok_gun, &key, &crt);
+    publisher.add(ok_gun, "v1", ok_gun.as_bytes(), &[]);
+    publisher.publish(ok_gun);
+    let notary = notary_pinned(&server, "example.com/saeku/", &ok_ca);
+    let st = support::tempdir();
+    let got = ca_pinned_client(&server, st.path(), "example.com/saeku/", &ok_ca)
+        .resolve(ok_gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&notary, ok_gun, "v1", &got);
+
+    let ca = make_ca_with(
+        dir.path(),
+        "codesigning-ca",
+        &["extendedKeyUsage=codeSigning"],
+    );
+    let prefix = "example.com/cseku/";
+    let gun = "example.com/cseku/app";
+    let (key, crt) = issue_root(dir.path(), &ca, gun, "");
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let theirs = notary_pinned(&server, prefix, &ca).lookup(gun, "v1");
+    assert!(theirs.is_err(), "notary accepted: {theirs:?}");
+    let st = support::tempdir();
+    let err = ca_pinned_client(&server, st.path(), prefix, &ca)
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::PinMismatch { reason, .. } if reason.contains("serverAuth")),
+        "{err:?}"
+    );
 }
