@@ -13,7 +13,7 @@
 //! - Go honours the root's pathLenConstraint (`isValid`, "TooManyIntermediates"); webpki does
 //!   not keep it for anchors. It is checked on the candidate path below.
 //! - Go's `ExtKeyUsageAny` satisfies any usage; webpki's `KeyUsage` knows only the OID it was
-//!   given. [`ServerAuthOrAny`] accepts either, on the leaf and on intermediates.
+//!   given. `ServerAuthOrAny` accepts either, on the leaf and on intermediates.
 //! - The pinned CA's validity: webpki does not check anchors; Go does (without leeway).
 //!
 //! Remaining differences are refusals only: webpki refuses an empty EKU extension (Go treats
