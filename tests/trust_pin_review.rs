@@ -325,9 +325,11 @@ async fn d6_trusted_root_whose_certificate_expired_is_refused() {
     )];
     repo.timestamp_expires = repo.now + Duration::days(300);
     repo.publish(&src);
-    resolve(&client(&src, dir.path(), repo.now), "v1")
+    let first = resolve(&client(&src, dir.path(), repo.now), "v1")
         .await
         .unwrap();
+    // The verdict (and so the tag cache) lasts no longer than the root certificate.
+    assert_eq!(first.expires().unix_timestamp(), not_after.unix_timestamp());
     let later = repo.now + Duration::days(20);
     let v1_id = repo.root_keys[0].id();
     let check = |err: TrustError| {

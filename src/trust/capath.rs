@@ -17,8 +17,9 @@
 //! - The pinned CA's validity: webpki does not check anchors; Go does (without leeway).
 //!
 //! Remaining differences are refusals only: webpki refuses an empty EKU extension (Go treats
-//! it as unrestricted), any directoryName or URI name constraint (Go enforces none of these
-//! for a CN-only leaf), X.509 v1 leaves and intermediates, and ECDSA P-521 signatures.
+//! it as unrestricted), every path under a directoryName name constraint and URI SANs under
+//! a URI name constraint (Go ignores non-critical constraint forms it does not handle), X.509
+//! v1 leaves and intermediates, and ECDSA P-521 signatures.
 
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
@@ -171,4 +172,53 @@ pub fn verify_ca_issued(
     )
     .map(|_| ())
     .map_err(|e| format!("no valid path to a pinned CA: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+
+    fn cert(
+        cn: &str,
+        ca: bool,
+        issuer: Option<(&rcgen::Certificate, &KeyPair)>,
+    ) -> (rcgen::Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        p.distinguished_name = dn;
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        let c = match issuer {
+            None => p.self_signed(&key).unwrap(),
+            Some((ic, ik)) => p.signed_by(&key, ic, ik).unwrap(),
+        };
+        (c, key)
+    }
+
+    fn bundle(certs: &[&rcgen::Certificate]) -> CertInfo {
+        let mut info = CertInfo::from_der(certs[0].der()).unwrap();
+        info.chain_der = certs.iter().map(|c| c.der().to_vec()).collect();
+        info
+    }
+
+    /// Defence in depth behind the one-leaf bundle rule: even handed a non-CA issuer, the
+    /// path validator never uses it (D1), while a CA intermediate works.
+    #[test]
+    fn a_non_ca_issuer_never_completes_a_path() {
+        let now = OffsetDateTime::now_utc();
+        let (root, root_key) = cert("Pinned CA", true, None);
+        let (leaf, leaf_key) = cert("registry.example/other", false, Some((&root, &root_key)));
+        let (forged, _) = cert("registry.example/victim", false, Some((&leaf, &leaf_key)));
+        let cas = [root.der().to_vec()];
+        let err = verify_ca_issued(&bundle(&[&forged, &leaf]), &cas, now).unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{err}");
+
+        let (inter, inter_key) = cert("Intermediate", true, Some((&root, &root_key)));
+        let (good, _) = cert("registry.example/victim", false, Some((&inter, &inter_key)));
+        verify_ca_issued(&bundle(&[&good, &inter]), &cas, now).unwrap();
+    }
 }
