@@ -14,6 +14,9 @@
 //!   not keep it for anchors. It is checked on the candidate path below.
 //! - Go's `ExtKeyUsageAny` satisfies any usage; webpki's `KeyUsage` knows only the OID it was
 //!   given. `ServerAuthOrAny` accepts either, on the leaf and on intermediates.
+//!   webpki runs the validator on every path certificate below the anchor; with the single
+//!   usage Notary requests, Go's "cross out usages down the chain" reduces to the same
+//!   per-certificate rule (commit cb2177d made the leaf rule; it now covers the whole chain).
 //! - The pinned CA's validity: webpki does not check anchors; Go does (without leeway).
 //!
 //! Remaining differences are refusals only: webpki refuses an empty EKU extension (Go treats
