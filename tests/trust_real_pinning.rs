@@ -327,3 +327,105 @@ async fn code_signing_ca_pin_agrees_with_notary() {
         "{err:?}"
     );
 }
+
+/// A root key and certificate made with rcgen (openssl 3.0 cannot set notBefore), self-signed
+/// or issued by `issuer`, written as notary's `init --rootkey --rootcert` wants them.
+fn rcgen_root(
+    dir: &Path,
+    gun: &str,
+    not_before: time::OffsetDateTime,
+    issuer: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
+) -> (PathBuf, PathBuf) {
+    let stem = gun.replace('/', "_");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, gun);
+    p.distinguished_name = dn;
+    p.not_before = not_before;
+    p.not_after = not_before + time::Duration::days(365);
+    let cert = match issuer {
+        None => p.self_signed(&key).unwrap(),
+        Some((c, k)) => p.signed_by(&key, c, k).unwrap(),
+    };
+    let (plain, enc, crt) = (
+        dir.join(format!("{stem}.key")),
+        dir.join(format!("{stem}.enc.key")),
+        dir.join(format!("{stem}.crt")),
+    );
+    std::fs::write(&plain, key.serialize_pem()).unwrap();
+    std::fs::write(&crt, cert.pem()).unwrap();
+    let pass = format!("pass:{PASSPHRASE}");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-v2prf",
+        "hmacWithSHA1",
+        "-in",
+        &s(&plain),
+        "-out",
+        &s(&enc),
+        "-passout",
+        &pass,
+    ]);
+    (enc, crt)
+}
+
+/// A root certificate whose notBefore is two hours ahead (the publisher's clock runs ahead):
+/// Notary's `ValidateCertificate` gives a day of leeway, so under trust on first use both
+/// clients accept it; under a CA pin Go's `x509.Verify` checks the leaf at the current time
+/// without leeway, and both refuse.
+#[tokio::test]
+async fn root_cert_not_before_leeway_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    let ahead = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+
+    let gun = "example.com/skew/tofu";
+    let (key, crt) = rcgen_root(dir.path(), gun, ahead, None);
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let notary = NotaryCli::new(&server);
+    let st = support::tempdir();
+    let got = support::notary::trust_client(&server, st.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&notary, gun, "v1", &got);
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "skew-ca");
+    p.distinguished_name = dn;
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = p.self_signed(&ca_key).unwrap();
+    let ca = Ca {
+        pem: dir.path().join("skew-ca.crt"),
+        key: dir.path().join("skew-ca.key"),
+        der: ca_cert.der().to_vec(),
+    };
+    std::fs::write(&ca.pem, ca_cert.pem()).unwrap();
+    let gun = "example.com/skew/ca/app";
+    let (key, crt) = rcgen_root(dir.path(), gun, ahead, Some((&ca_cert, &ca_key)));
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let prefix = "example.com/skew/ca/";
+    let theirs = notary_pinned(&server, prefix, &ca).lookup(gun, "v1");
+    assert!(theirs.is_err(), "notary accepted: {theirs:?}");
+    let st = support::tempdir();
+    let err = ca_pinned_client(&server, st.path(), prefix, &ca)
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::PinMismatch { reason, .. } if reason.contains("CertNotValidYet")),
+        "{err:?}"
+    );
+}
