@@ -333,7 +333,7 @@ async fn code_signing_ca_pin_agrees_with_notary() {
 fn rcgen_root(
     dir: &Path,
     gun: &str,
-    not_before: time::OffsetDateTime,
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
     issuer: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
 ) -> (PathBuf, PathBuf) {
     let stem = gun.replace('/', "_");
@@ -343,7 +343,7 @@ fn rcgen_root(
     dn.push(rcgen::DnType::CommonName, gun);
     p.distinguished_name = dn;
     p.not_before = not_before;
-    p.not_after = not_before + time::Duration::days(365);
+    p.not_after = not_after;
     let cert = match issuer {
         None => p.self_signed(&key).unwrap(),
         Some((c, k)) => p.signed_by(&key, c, k).unwrap(),
@@ -384,6 +384,7 @@ async fn root_cert_not_before_leeway_agrees_with_notary() {
     let publisher = NotaryCli::new(&server);
     let dir = support::tempdir();
     let ahead = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let ahead = (ahead, ahead + time::Duration::days(365));
 
     let gun = "example.com/skew/tofu";
     let (key, crt) = rcgen_root(dir.path(), gun, ahead, None);
@@ -428,4 +429,72 @@ async fn root_cert_not_before_leeway_agrees_with_notary() {
         matches!(&err, TrustError::PinMismatch { reason, .. } if reason.contains("CertNotValidYet")),
         "{err:?}"
     );
+}
+
+/// A cached root whose certificate has expired since: Notary's `bootstrapClient` fails hard
+/// (the cached root no longer validates), even though the publisher rotated to a new root
+/// key before the old certificate expired and a fresh client accepts that new root. trustgate
+/// with the same cached root refuses the same way, naming the certificate.
+#[tokio::test]
+async fn expired_certificate_of_the_cached_root_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::seconds(15);
+    let gun = "example.com/shortlived/app";
+    let (key, crt) = rcgen_root(
+        dir.path(),
+        gun,
+        (now - time::Duration::minutes(1), not_after),
+        None,
+    );
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    // Both clients trust the short-lived root now.
+    let cached = NotaryCli::new(&server);
+    let state = support::tempdir();
+    let got = support::notary::trust_client(&server, state.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&cached, gun, "v1", &got);
+    // The publisher rotates to a new root key (notary mints a 10-year certificate for it).
+    publisher.rotate_root(gun);
+    publisher.publish(gun);
+    let wait = not_after - time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    assert!(
+        wait.is_positive(),
+        "setup took longer than the certificate lives"
+    );
+    std::thread::sleep(wait.unsigned_abs());
+
+    let theirs = cached.lookup(gun, "v1");
+    assert!(
+        theirs.is_err(),
+        "notary with the cached root accepted: {theirs:?}"
+    );
+    // certs.go:105: the cached root's leaf certificates are no longer valid.
+    let why = theirs.unwrap_err();
+    assert!(
+        why.contains("unable to retrieve valid leaf certificates"),
+        "{why}"
+    );
+    let err = support::notary::trust_client(&server, state.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::RootCertExpired { cn, .. } if cn == gun),
+        "{err:?}"
+    );
+    // A fresh client of either kind accepts the rotated root.
+    let fresh = NotaryCli::new(&server);
+    let st = support::tempdir();
+    let got = support::notary::trust_client(&server, st.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&fresh, gun, "v1", &got);
 }
