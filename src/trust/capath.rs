@@ -224,4 +224,39 @@ mod tests {
         let (good, _) = cert("registry.example/victim", false, Some((&inter, &inter_key)));
         verify_ca_issued(&bundle(&[&good, &inter]), &cas, now).unwrap();
     }
+
+    fn fixture_der(file: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(file);
+        let pem = std::fs::read(path).unwrap();
+        let block = x509_parser::pem::Pem::iter_from_buffer(&pem)
+            .next()
+            .unwrap();
+        block.unwrap().contents
+    }
+
+    /// Pinned CAs pass `ValidateCertificate(ca, true)` first (trustpin.go:70-76): no SHA-1,
+    /// RSA ≥ 2048, unexpired; with none left the pin vouches for nothing.
+    #[test]
+    fn weak_or_expired_pinned_cas_are_unusable() {
+        let now = OffsetDateTime::now_utc();
+        let reason = |der: Vec<u8>| usable_anchors(&[der], now).err().unwrap();
+        assert!(reason(fixture_der("rsa2048-sha1.crt")).contains("SHA-1"));
+        assert!(reason(fixture_der("rsa1024.crt")).contains("1024 bits"));
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.not_before = now - time::Duration::days(30);
+        p.not_after = now - time::Duration::days(1);
+        let expired = p.self_signed(&key).unwrap();
+        assert!(reason(expired.der().to_vec()).contains("not valid now"));
+        // The same RSA key in a SHA-256 certificate is usable.
+        assert_eq!(
+            usable_anchors(&[fixture_der("rsa2048.crt")], now)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }
