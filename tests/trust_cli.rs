@@ -349,8 +349,8 @@ async fn root_cert_pin_after_rotation_refuses_a_fresh_client_like_notary() {
 
 /// A client that already trusts the repository: notary's cached root is itself the pin
 /// (`bootstrapClient` loads it with an empty trust-pinning config), so it follows a rotation
-/// signed by the old root and answers v2. trustgate binds an explicit pin to the cached root
-/// too and refuses (PinMismatch) — stricter than notary.
+/// signed by the old root and answers v2. trustgate does the same: configured pins apply to
+/// later roots only when the cached root has expired (tufclient.go:372-378).
 #[tokio::test]
 async fn root_cert_pin_with_cached_root_follows_rotation_like_notary() {
     let p = pinned_rotation().await;

@@ -32,6 +32,11 @@ struct Ca {
 }
 
 fn make_ca(dir: &Path, name: &str) -> Ca {
+    make_ca_with(dir, name, &[])
+}
+
+/// A self-signed CA; `extra` adds `-addext` extensions (e.g. an extended key usage).
+fn make_ca_with(dir: &Path, name: &str, extra: &[&str]) -> Ca {
     let key = dir.join(format!("{name}.key"));
     let pem = dir.join(format!("{name}.crt"));
     let der = dir.join(format!("{name}.der"));
@@ -50,7 +55,7 @@ fn make_ca(dir: &Path, name: &str) -> Ca {
         k,
     ]);
     let subj = format!("/CN={name}");
-    openssl(&[
+    let mut args = vec![
         "req",
         "-x509",
         "-new",
@@ -66,7 +71,11 @@ fn make_ca(dir: &Path, name: &str) -> Ca {
         "basicConstraints=critical,CA:TRUE",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
+    ];
+    for e in extra {
+        args.extend(["-addext", e]);
+    }
+    openssl(&args);
     openssl(&["x509", "-in", p, "-outform", "DER", "-out", d]);
     Ca {
         pem,
@@ -265,4 +274,227 @@ async fn ca_pin_and_extended_key_usage_agree_with_notary() {
             "{gun}: notary {theirs:?} ours {ours:?}"
         );
     }
+}
+
+/// Go's `x509.Verify` checks the extended key usage of the whole chain, the pinned CA
+/// included (`checkChainForKeyUsage`); webpki ignores a trust anchor's extensions, so
+/// trustgate checks the pinned CA itself. A CA restricted to code signing vouches for nothing,
+/// for either client.
+#[tokio::test]
+async fn code_signing_ca_pin_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    // Control: the same kind of CA restricted to serverAuth is accepted by both.
+    let ok_ca = make_ca_with(
+        dir.path(),
+        "serverauth-ca",
+        &["extendedKeyUsage=serverAuth"],
+    );
+    let ok_gun = "example.com/saeku/app";
+    let (key, crt) = issue_root(dir.path(), &ok_ca, ok_gun, "");
+    publisher.init_with_root(ok_gun, &key, &crt);
+    publisher.add(ok_gun, "v1", ok_gun.as_bytes(), &[]);
+    publisher.publish(ok_gun);
+    let notary = notary_pinned(&server, "example.com/saeku/", &ok_ca);
+    let st = support::tempdir();
+    let got = ca_pinned_client(&server, st.path(), "example.com/saeku/", &ok_ca)
+        .resolve(ok_gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&notary, ok_gun, "v1", &got);
+
+    let ca = make_ca_with(
+        dir.path(),
+        "codesigning-ca",
+        &["extendedKeyUsage=codeSigning"],
+    );
+    let prefix = "example.com/cseku/";
+    let gun = "example.com/cseku/app";
+    let (key, crt) = issue_root(dir.path(), &ca, gun, "");
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let theirs = notary_pinned(&server, prefix, &ca).lookup(gun, "v1");
+    assert!(theirs.is_err(), "notary accepted: {theirs:?}");
+    let st = support::tempdir();
+    let err = ca_pinned_client(&server, st.path(), prefix, &ca)
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::PinMismatch { reason, .. } if reason.contains("serverAuth")),
+        "{err:?}"
+    );
+}
+
+/// A root key and certificate made with rcgen (openssl 3.0 cannot set notBefore), self-signed
+/// or issued by `issuer`, written as notary's `init --rootkey --rootcert` wants them.
+fn rcgen_root(
+    dir: &Path,
+    gun: &str,
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+    issuer: Option<(&rcgen::Certificate, &rcgen::KeyPair)>,
+) -> (PathBuf, PathBuf) {
+    let stem = gun.replace('/', "_");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, gun);
+    p.distinguished_name = dn;
+    p.not_before = not_before;
+    p.not_after = not_after;
+    let cert = match issuer {
+        None => p.self_signed(&key).unwrap(),
+        Some((c, k)) => p.signed_by(&key, c, k).unwrap(),
+    };
+    let (plain, enc, crt) = (
+        dir.join(format!("{stem}.key")),
+        dir.join(format!("{stem}.enc.key")),
+        dir.join(format!("{stem}.crt")),
+    );
+    std::fs::write(&plain, key.serialize_pem()).unwrap();
+    std::fs::write(&crt, cert.pem()).unwrap();
+    let pass = format!("pass:{PASSPHRASE}");
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-v2prf",
+        "hmacWithSHA1",
+        "-in",
+        &s(&plain),
+        "-out",
+        &s(&enc),
+        "-passout",
+        &pass,
+    ]);
+    (enc, crt)
+}
+
+/// A root certificate whose notBefore is two hours ahead (the publisher's clock runs ahead):
+/// Notary's `ValidateCertificate` gives a day of leeway, so under trust on first use both
+/// clients accept it; under a CA pin Go's `x509.Verify` checks the leaf at the current time
+/// without leeway, and both refuse.
+#[tokio::test]
+async fn root_cert_not_before_leeway_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    let ahead = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let ahead = (ahead, ahead + time::Duration::days(365));
+
+    let gun = "example.com/skew/tofu";
+    let (key, crt) = rcgen_root(dir.path(), gun, ahead, None);
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let notary = NotaryCli::new(&server);
+    let st = support::tempdir();
+    let got = support::notary::trust_client(&server, st.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&notary, gun, "v1", &got);
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, "skew-ca");
+    p.distinguished_name = dn;
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = p.self_signed(&ca_key).unwrap();
+    let ca = Ca {
+        pem: dir.path().join("skew-ca.crt"),
+        key: dir.path().join("skew-ca.key"),
+        der: ca_cert.der().to_vec(),
+    };
+    std::fs::write(&ca.pem, ca_cert.pem()).unwrap();
+    let gun = "example.com/skew/ca/app";
+    let (key, crt) = rcgen_root(dir.path(), gun, ahead, Some((&ca_cert, &ca_key)));
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    let prefix = "example.com/skew/ca/";
+    let theirs = notary_pinned(&server, prefix, &ca).lookup(gun, "v1");
+    assert!(theirs.is_err(), "notary accepted: {theirs:?}");
+    let st = support::tempdir();
+    let err = ca_pinned_client(&server, st.path(), prefix, &ca)
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::PinMismatch { reason, .. } if reason.contains("CertNotValidYet")),
+        "{err:?}"
+    );
+}
+
+/// A cached root whose certificate has expired since: Notary's `bootstrapClient` fails hard
+/// (the cached root no longer validates), even though the publisher rotated to a new root
+/// key before the old certificate expired and a fresh client accepts that new root. trustgate
+/// with the same cached root refuses the same way, naming the certificate.
+#[tokio::test]
+async fn expired_certificate_of_the_cached_root_agrees_with_notary() {
+    let server = NotaryServer::local();
+    let publisher = NotaryCli::new(&server);
+    let dir = support::tempdir();
+    let now = time::OffsetDateTime::now_utc();
+    let not_after = now + time::Duration::seconds(15);
+    let gun = "example.com/shortlived/app";
+    let (key, crt) = rcgen_root(
+        dir.path(),
+        gun,
+        (now - time::Duration::minutes(1), not_after),
+        None,
+    );
+    publisher.init_with_root(gun, &key, &crt);
+    publisher.add(gun, "v1", gun.as_bytes(), &[]);
+    publisher.publish(gun);
+    // Both clients trust the short-lived root now.
+    let cached = NotaryCli::new(&server);
+    let state = support::tempdir();
+    let got = support::notary::trust_client(&server, state.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&cached, gun, "v1", &got);
+    // The publisher rotates to a new root key (notary mints a 10-year certificate for it).
+    publisher.rotate_root(gun);
+    publisher.publish(gun);
+    let wait = not_after - time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    assert!(
+        wait.is_positive(),
+        "setup took longer than the certificate lives"
+    );
+    std::thread::sleep(wait.unsigned_abs());
+
+    let theirs = cached.lookup(gun, "v1");
+    assert!(
+        theirs.is_err(),
+        "notary with the cached root accepted: {theirs:?}"
+    );
+    // certs.go:105: the cached root's leaf certificates are no longer valid.
+    let why = theirs.unwrap_err();
+    assert!(
+        why.contains("unable to retrieve valid leaf certificates"),
+        "{why}"
+    );
+    let err = support::notary::trust_client(&server, state.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::RootCertExpired { cn, .. } if cn == gun),
+        "{err:?}"
+    );
+    // A fresh client of either kind accepts the rotated root.
+    let fresh = NotaryCli::new(&server);
+    let st = support::tempdir();
+    let got = support::notary::trust_client(&server, st.path())
+        .resolve(gun, "v1", &default_roles())
+        .await
+        .unwrap();
+    assert_same_as_notary(&fresh, gun, "v1", &got);
 }

@@ -149,9 +149,11 @@ async fn root_cert_wrong_cn_or_expired_is_refused() {
     );
 }
 
-/// Pins decide first contact only (Notary's `bootstrapClient` validates newer roots with an
-/// empty pinning config): a client pinned to the old root certificate follows a rotation the
-/// old root signed, while a fresh client with that pin refuses the rotated root.
+/// While the trusted root is unexpired, pins are not consulted again (Notary's
+/// `bootstrapClient` then validates newer roots with an empty pinning config): a client pinned
+/// to the old root certificate follows a rotation the old root signed, while a fresh client
+/// with that pin refuses the rotated root. (Rotating away from an *expired* trusted root
+/// applies the pins: trust_pin_review.rs `d8_...`.)
 #[tokio::test]
 async fn pin_decides_first_contact_and_the_trusted_root_follows_rotation() {
     let dir = tempfile::tempdir().unwrap();

@@ -106,20 +106,27 @@ pub enum TrustError {
         expected: String,
         got: String,
     },
+    /// Also for a trusted (cached) root whose certificates have expired since: Notary then
+    /// fails hard (`bootstrapClient`, tufclient.go:362-366).
     #[error(
-        "root certificate {keyid} is not valid now (valid {} .. {})",
+        "root certificate {keyid} (CN {cn:?}) is not valid now: notBefore {}, notAfter {}",
         rfc3339(not_before),
         rfc3339(not_after)
     )]
     RootCertExpired {
         keyid: String,
+        cn: String,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     },
     #[error("root certificate {keyid} is unacceptable: {reason}")]
     RootCertRejected { keyid: String, reason: String },
-    #[error("root of {gun} does not match the pinned trust ({pin})")]
-    PinMismatch { gun: String, pin: String },
+    #[error("root of {gun} does not match the pinned trust ({pin}): {reason}")]
+    PinMismatch {
+        gun: String,
+        pin: String,
+        reason: String,
+    },
     #[error("{gun} has no pinned trust and trust on first use is disabled")]
     TofuDisabled { gun: String },
     #[error("{role} exceeds its size limit of {limit} bytes")]

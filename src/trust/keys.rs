@@ -55,8 +55,26 @@ pub struct CertInfo {
     pub sha1_signed: bool,
     /// Whether the certificate says it is a CA (basicConstraints cA = true).
     pub is_ca: bool,
-    /// DER of the leaf certificate, then of any intermediates that followed it in the PEM.
+    /// Bits of the RSA modulus; 0 for other key types.
+    pub rsa_bits: usize,
+    /// How many certificates of the PEM bundle are not CAs; `None` if one of them does not
+    /// parse. Notary keeps a root key only if exactly one is, and it comes first
+    /// (`trustpinning/certs.go` `parseAllCerts`). Signing keys of other roles use only the
+    /// first certificate, so this does not make the key itself unusable.
+    pub bundle_leaves: Option<usize>,
+    /// DER of every certificate of the PEM bundle, in order: the leaf first, then whatever
+    /// followed it (only the CA-flagged ones may serve as intermediates).
     pub chain_der: Vec<Vec<u8>>,
+}
+
+impl CertInfo {
+    /// Facts about one DER certificate on its own (a bundle's intermediate, a pinned CA).
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, KeyError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
+        let leaves = usize::from(!cert.is_ca());
+        cert_info(&cert, vec![der.to_vec()], Some(leaves))
+    }
 }
 
 /// A parsed, usable public key.
@@ -258,11 +276,19 @@ fn parse_cert_pem(pem_bytes: &[u8]) -> Result<(KeyAlg, Vec<u8>, usize, CertInfo)
     let (_, leaf) = X509Certificate::from_der(leaf_der)
         .map_err(|e| KeyError::Malformed(format!("certificate: {e}")))?;
     let (alg, material, bits) = spki_material(leaf.public_key())?;
-    let info = cert_info(&leaf, ders.clone())?;
+    let bundle_leaves = ders.iter().try_fold(0, |n, der| {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(n + usize::from(!cert.is_ca()))
+    });
+    let info = cert_info(&leaf, ders.clone(), bundle_leaves)?;
     Ok((alg, material, bits, info))
 }
 
-fn cert_info(cert: &X509Certificate, chain_der: Vec<Vec<u8>>) -> Result<CertInfo, KeyError> {
+fn cert_info(
+    cert: &X509Certificate,
+    chain_der: Vec<Vec<u8>>,
+    bundle_leaves: Option<usize>,
+) -> Result<CertInfo, KeyError> {
     let common_name = cert
         .subject()
         .iter_common_name()
@@ -280,6 +306,11 @@ fn cert_info(cert: &X509Certificate, chain_der: Vec<Vec<u8>>) -> Result<CertInfo
         not_after: time(cert.validity().not_after.timestamp())?,
         sha1_signed: SHA1_SIG_OIDS.contains(&sig_oid.as_str()),
         is_ca: cert.is_ca(),
+        rsa_bits: match cert.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+            _ => 0,
+        },
+        bundle_leaves,
         chain_der,
     })
 }

@@ -129,9 +129,11 @@ impl TrustedRepo {
 
     fn base_expiry(&self) -> (OffsetDateTime, &str) {
         let r = (self.root.expires, "root");
+        // The root's certificates bound it too (a reloaded root is refused past this).
+        let c = (self.root.certs_valid_until, "root certificate");
         let t = (self.timestamp.expires, "timestamp");
         let s = (self.snapshot.expires, "snapshot");
-        earlier(earlier(r, t), s)
+        earlier(earlier(earlier(r, c), t), s)
     }
 
     /// Notary's `WalkTargets`: breadth first from `targets`; roles above `start` only lead the

@@ -29,16 +29,20 @@
 //!   does. The digest is `sha256:` + hex of the target's sha256.
 //!
 //! # How trust is pinned
-//! The first root seen for a GUN must carry X.509 root certificates valid now, with CN = the
-//! GUN (or a `prefix*` CN), not SHA-1-signed, RSA ≥ 2048, leaf not a CA. [`TrustPinning`] then
-//! decides which of them may vouch for it, in Notary's order: `certs[GUN]`, else the longest
-//! `certs["prefix*"]` (pins are root keyids or certificate DER, e.g. from `--root-cert`), else
-//! a CA for the longest GUN prefix that must have issued the root certificate, else trust on
-//! first use unless `disable_tofu`. Once trusted, the root is stored and is itself the pin: a
-//! newer root is accepted only if a threshold of the previous root's certificates *and* of its
-//! own signed it, walking `<v>.root.json` one version at a time. As in Notary
-//! (`bootstrapClient`), configured pins decide first contact only; re-pinning a GUN that is
-//! already trusted means removing its state file.
+//! The first root seen for a GUN must carry X.509 root certificates: a PEM bundle with exactly
+//! one leaf, first; CN = the GUN (or a `prefix*` CN); valid now, notBefore up to a day ahead;
+//! not SHA-1-signed; RSA ≥ 2048 ([`certrules`]). [`TrustPinning`] then decides which of them
+//! may vouch for it, in Notary's order: `certs[GUN]`, else the longest `certs["prefix*"]` (pins
+//! are root keyids or certificate DER, e.g. from `--root-cert`), else a CA for the longest GUN
+//! prefix, from which a path through the bundle's CA certificates must validate ([`capath`],
+//! rustls-webpki), else trust on first use unless `disable_tofu`. Once trusted, the root is
+//! stored and is itself the pin: a newer root is accepted only if a threshold of the previous
+//! root's certificates *and* of its own valid certificates signed it, walking `<v>.root.json`
+//! one version at a time. The stored root's certificates must stay valid: once they expire the
+//! GUN is refused, as Notary's `bootstrapClient` fails hard. As in Notary, configured pins are
+//! not consulted again while the stored root is unexpired; when it has expired, they apply to
+//! the roots it rotates to (`BootstrapNewBuilderWithNewTrustpin`). Re-pinning a GUN that is
+//! already trusted otherwise means removing its state file.
 //!
 //! # State
 //! Per GUN, one JSON file under the state directory ([`store`]), replaced atomically: the
@@ -47,6 +51,8 @@
 //! — Notary's rule for cached data), and tags a role dropped (reported as revoked). A restart
 //! therefore resets neither pins nor versions.
 pub mod canonical;
+pub mod capath;
+pub mod certrules;
 pub mod cli;
 pub mod client;
 pub mod errors;

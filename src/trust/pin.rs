@@ -1,19 +1,23 @@
 //! Which root keys may start trust in a repository (`trustpinning/trustpin.go`, `certs.go`).
 //!
-//! Root certificates must be X.509 (`ecdsa-x509`/`rsa-x509`), valid now, with CN = the GUN, not
-//! signed with SHA-1, RSA ≥ 2048 bits (`validRootLeafCerts`). Of those, the pinning decides
-//! which may vouch for the root, in Notary's order: the exact `certs[GUN]`, else the longest
-//! matching `prefix*` entry of `certs`, else a CA configured for the longest matching GUN
-//! prefix (the CA must have issued the root certificate), else trust on first use unless
-//! disabled. Once a root is trusted it is itself the pin: later roots must be signed by it.
+//! Root certificates must be X.509 (`ecdsa-x509`/`rsa-x509`) bundles holding exactly one leaf,
+//! first, with CN = the GUN, valid now (notBefore may be a day ahead), not signed with SHA-1,
+//! RSA ≥ 2048 bits (`parseAllCerts`, `validRootLeafCerts`; see [`super::certrules`]). Of
+//! those, the pinning decides which may vouch for the root, in Notary's order: the exact
+//! `certs[GUN]`, else the longest matching `prefix*` entry of `certs`, else a CA configured
+//! for the longest matching GUN prefix (a path from the root certificate to that CA must
+//! validate, [`super::capath`]), else trust on first use unless disabled. Once a root is
+//! trusted it is itself the pin: later roots must be signed by it; configured pins apply
+//! again only when rotating away from a trusted root that has expired (`bootstrapClient`).
 
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::capath::verify_ca_issued;
+use super::certrules::{check_bundle, validate_certificate, CertFault};
 use super::errors::TrustError;
-use super::keys::{KeyAlg, PublicKey};
+use super::keys::PublicKey;
 use super::wire::{Root, TufKey};
 
 /// One pinned root certificate.
@@ -106,7 +110,7 @@ pub fn valid_root_certs<'r>(
         let Some(tuf_key) = root.keys.get(keyid) else {
             continue;
         };
-        match check_root_cert(gun, keyid, tuf_key, now) {
+        match check_root_cert(gun, keyid, tuf_key, Some(now)) {
             Ok(key) => {
                 valid.insert(keyid.as_str(), (tuf_key, key));
             }
@@ -125,7 +129,7 @@ fn check_root_cert(
     gun: &str,
     keyid: &str,
     tuf_key: &TufKey,
-    now: OffsetDateTime,
+    now: Option<OffsetDateTime>,
 ) -> Result<PublicKey, TrustError> {
     let rejected = |reason: String| TrustError::RootCertRejected {
         keyid: keyid.to_owned(),
@@ -135,6 +139,8 @@ fn check_root_cert(
     let cert = key
         .cert()
         .ok_or_else(|| rejected(format!("{} is not a certificate", key.keytype())))?;
+    // Exactly one leaf, first (`parseAllCerts`, certs.go:262-300).
+    check_bundle(cert).map_err(rejected)?;
     let cn = cert.common_name.clone().unwrap_or_default();
     if !cn_matches_gun(&cn, gun) {
         return Err(TrustError::RootCertWrongCn {
@@ -143,24 +149,16 @@ fn check_root_cert(
             got: cn,
         });
     }
-    if now < cert.not_before || now > cert.not_after {
-        return Err(TrustError::RootCertExpired {
+    match validate_certificate(cert, now) {
+        Ok(()) => Ok(key),
+        Err(CertFault::NotValidNow) => Err(TrustError::RootCertExpired {
             keyid: keyid.to_owned(),
+            cn,
             not_before: cert.not_before,
             not_after: cert.not_after,
-        });
+        }),
+        Err(fault) => Err(rejected(fault.to_string())),
     }
-    // The bundle must start with its one leaf (`parseAllCerts`).
-    if cert.is_ca {
-        return Err(rejected("the first certificate is a CA, not a leaf".into()));
-    }
-    if cert.sha1_signed {
-        return Err(rejected("signed with SHA-1".into()));
-    }
-    if key.alg() == KeyAlg::Rsa && key.rsa_bits() < 2048 {
-        return Err(rejected(format!("RSA key of {} bits", key.rsa_bits())));
-    }
-    Ok(key)
 }
 
 /// `MatchCNToGun`: the CN equals the GUN, or ends in `*` and the GUN starts with the rest.
@@ -172,7 +170,8 @@ pub fn cn_matches_gun(cn: &str, gun: &str) -> bool {
 }
 
 /// The previous root's keys that may vouch for its successor (`ValidateRoot` with a previous
-/// root): its root-role certificates whose CN matches the GUN, expired or not — the root we
+/// root, certs.go:115-117: `validRootLeafCerts(..., false)`): its root-role certificates with
+/// the bundle shape, CN, window, SHA-1 and RSA-size rules, but expired or not — the root we
 /// trusted may have aged since.
 pub fn previous_root_keys<'r>(
     gun: &str,
@@ -182,13 +181,7 @@ pub fn previous_root_keys<'r>(
     root_keyids
         .iter()
         .filter_map(|id| root.keys.get(id).map(|k| (id.as_str(), k)))
-        .filter(|(_, k)| {
-            PublicKey::from_tuf(k).ok().is_some_and(|key| {
-                key.cert().is_some_and(|c| {
-                    !c.is_ca && cn_matches_gun(c.common_name.as_deref().unwrap_or_default(), gun)
-                })
-            })
-        })
+        .filter(|(id, k)| check_root_cert(gun, id, k, None).is_ok())
         .collect()
 }
 
@@ -203,22 +196,34 @@ pub fn pinned_subset<'r>(
 ) -> Result<BTreeMap<&'r str, &'r TufKey>, TrustError> {
     let check = checker(pinning, gun, first_bootstrap)?;
     let mut out = BTreeMap::new();
+    let mut reasons = Vec::new();
     for (keyid, (tuf_key, key)) in valid {
         let accepted = match &check {
-            Checker::Tofu => true,
-            Checker::Certs(pins, _) => pins.iter().any(|pin| match pin {
-                CertPin::KeyId(id) => id == keyid,
-                CertPin::CertDer(der) => key
-                    .cert()
-                    .and_then(|c| c.chain_der.first())
-                    .is_some_and(|leaf| leaf == der),
-            }),
-            Checker::Ca(cas, _) => key
-                .cert()
-                .is_some_and(|c| issued_by(&c.chain_der, cas, now)),
+            Checker::Tofu => Ok(()),
+            Checker::Certs(pins, _) => {
+                let hit = pins.iter().any(|pin| match pin {
+                    CertPin::KeyId(id) => id == keyid,
+                    CertPin::CertDer(der) => key
+                        .cert()
+                        .and_then(|c| c.chain_der.first())
+                        .is_some_and(|leaf| leaf == der),
+                });
+                if hit {
+                    Ok(())
+                } else {
+                    Err("not a pinned certificate".to_string())
+                }
+            }
+            Checker::Ca(cas, _) => match key.cert() {
+                Some(c) => verify_ca_issued(c, cas, now),
+                None => Err("not a certificate".to_string()),
+            },
         };
-        if accepted {
-            out.insert(keyid, tuf_key);
+        match accepted {
+            Ok(()) => {
+                out.insert(keyid, tuf_key);
+            }
+            Err(reason) => reasons.push(format!("root certificate {keyid}: {reason}")),
         }
     }
     if out.is_empty() {
@@ -229,69 +234,8 @@ pub fn pinned_subset<'r>(
         return Err(TrustError::PinMismatch {
             gun: gun.to_owned(),
             pin,
+            reason: reasons.join("; "),
         });
     }
     Ok(out)
-}
-
-/// Notary verifies a CA-issued root chain with Go's `x509.Verify` and no explicit key usages
-/// (`trustpinning/certs.go`), which means `ExtKeyUsageServerAuth`: a certificate on the path
-/// that carries an extended-key-usage extension must allow serverAuth (or any usage). One
-/// without the extension is unrestricted.
-fn server_auth_allowed(cert: &X509Certificate) -> bool {
-    match cert.extended_key_usage() {
-        Ok(Some(eku)) => eku.value.any || eku.value.server_auth,
-        Ok(None) => true,
-        // A malformed extension restricts nothing we can read: refuse.
-        Err(_) => false,
-    }
-}
-
-/// Whether one of `cas` issued the leaf of `chain`, directly or through the intermediates that
-/// follow the leaf in the same PEM bundle; every certificate on the path must be valid now.
-fn issued_by(chain: &[Vec<u8>], cas: &[Vec<u8>], now: OffsetDateTime) -> bool {
-    fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
-        X509Certificate::from_der(der).ok().map(|(_, c)| c)
-    }
-    let Some(ca_certs) = cas.iter().map(|d| parse(d)).collect::<Option<Vec<_>>>() else {
-        return false;
-    };
-    let Some(certs) = chain.iter().map(|d| parse(d)).collect::<Option<Vec<_>>>() else {
-        return false;
-    };
-    let valid_now = |c: &X509Certificate| {
-        let t = now.unix_timestamp();
-        c.validity().not_before.timestamp() <= t && t <= c.validity().not_after.timestamp()
-    };
-    let signs = |issuer: &X509Certificate, cert: &X509Certificate| {
-        issuer.subject() == cert.issuer()
-            && valid_now(issuer)
-            && cert.verify_signature(Some(issuer.public_key())).is_ok()
-    };
-    let Some(mut current) = certs.first() else {
-        return false;
-    };
-    let mut used = vec![false; certs.len()];
-    // Each step climbs one intermediate; the bundle bounds the path length.
-    for _ in 0..certs.len() {
-        if !valid_now(current) || !server_auth_allowed(current) {
-            return false;
-        }
-        if ca_certs.iter().any(|ca| signs(ca, current)) {
-            return true;
-        }
-        let next = certs
-            .iter()
-            .enumerate()
-            .skip(1)
-            .find(|(i, c)| !used[*i] && signs(c, current));
-        match next {
-            Some((i, c)) => {
-                used[i] = true;
-                current = c;
-            }
-            None => return false,
-        }
-    }
-    false
 }

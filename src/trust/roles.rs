@@ -24,6 +24,10 @@ pub struct LoadedRoot {
     pub root: Root,
     pub version: u64,
     pub expires: OffsetDateTime,
+    /// Until when the certificates that signed it still make a threshold: after that the
+    /// root is refused when reloaded (Notary's cached-root check), so a repository kept in
+    /// memory must not answer past it either.
+    pub certs_valid_until: OffsetDateTime,
     pub signers: Vec<String>,
 }
 
@@ -123,40 +127,82 @@ pub fn accept_first_root(
     pinning: &TrustPinning,
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
-    let (env, canonical, root, version) = parse_root(bytes)?;
+    let loaded = signed_by_own_certs(gun, bytes, parse_root(bytes)?, Some((pinning, true)), now)?;
+    check_expiry(ROOT, loaded.expires, now)?;
+    Ok(loaded)
+}
+
+/// The last step of `ValidateRoot` (certs.go:99-173) for every root it loads: a threshold of
+/// the root's own valid root certificates (`validRootLeafCerts(..., true)`), narrowed by the
+/// pinning when it applies (`(pinning, first_bootstrap)`), must have signed it.
+fn signed_by_own_certs(
+    gun: &str,
+    bytes: &[u8],
+    (env, canonical, root, version): (Envelope, Vec<u8>, Root, u64),
+    pins: Option<(&TrustPinning, bool)>,
+    now: OffsetDateTime,
+) -> Result<LoadedRoot, TrustError> {
     let spec = root_spec(&root)?;
+    let threshold = spec.threshold;
     let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
-    let pinned = pinned_subset(pinning, gun, valid, true, now)?;
+    let not_after: BTreeMap<String, OffsetDateTime> = valid
+        .iter()
+        .filter_map(|(id, (_, key))| key.cert().map(|c| (id.to_string(), c.not_after)))
+        .collect();
+    let keys = match pins {
+        Some((pinning, first_bootstrap)) => {
+            pinned_subset(pinning, gun, valid, first_bootstrap, now)?
+        }
+        None => valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
+    };
     let authority = Authority {
         role: ROOT,
-        keys: pinned,
-        threshold: spec.threshold,
+        keys,
+        threshold,
     };
     let signers = verify_threshold(&authority, &env, &canonical)?;
-    check_expiry(ROOT, root.expires.0, now)?;
+    // After the threshold-th latest notAfter among the signers, too few remain valid.
+    let mut ends: Vec<OffsetDateTime> = signers
+        .iter()
+        .filter_map(|id| not_after.get(id).copied())
+        .collect();
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    let k = usize::try_from(threshold).unwrap_or(1).max(1);
+    let certs_valid_until = ends
+        .get(k - 1)
+        .or(ends.last())
+        .copied()
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let expires = root.expires.0;
     Ok(LoadedRoot {
         bytes: bytes.to_vec(),
         root,
         version,
         expires,
+        certs_valid_until,
         signers,
     })
 }
 
 /// The next root in a rotation (`ValidateRoot` with a previous root, and
 /// `tufclient.updateRootVersions`): it must be signed by a threshold of the previous root's
-/// root keys *and* a threshold of its own. `expected_version` is the `{v}` of `{v}.root.json`
-/// for intermediate steps. Only the final root must be unexpired and carry valid root
-/// certificates. Configured pins are not consulted: once a root is trusted it is itself the
-/// pin, and Notary validates newer roots with an empty trust-pinning configuration
-/// (`client.go` `bootstrapClient`) — a pin decides first contact only.
+/// root certificates *and* a threshold of its own valid root certificates. `expected_version`
+/// is the `{v}` of `{v}.root.json`. Every root of the walk, intermediate or final, must carry
+/// valid root certificates (Go runs `validRootLeafCerts(..., true)` for every root it loads,
+/// certs.go:101); only the final root must itself be unexpired (builder.go:451).
+///
+/// `pinning` is `Some` when the configured pins apply. Notary validates newer roots with an
+/// empty trust-pinning configuration while the cached root is valid — it is itself the pin —
+/// but with the configured one when the cached root has expired
+/// (`BootstrapNewBuilderWithNewTrustpin`, tufclient.go:372-378), TOFU then being allowed
+/// (not a first bootstrap).
 pub fn accept_next_root(
     gun: &str,
     prev: &LoadedRoot,
     bytes: &[u8],
     expected_version: Option<u64>,
     is_final: bool,
+    pinning: Option<&TrustPinning>,
     now: OffsetDateTime,
 ) -> Result<LoadedRoot, TrustError> {
     let (env, canonical, root, version) = parse_root(bytes)?;
@@ -186,33 +232,17 @@ pub fn accept_next_root(
         }
         Err(e) => return Err(e),
     }
-    let spec = root_spec(&root)?;
-    let signers = if is_final {
-        let valid = valid_root_certs(gun, &root, &spec.keyids, now)?;
-        let authority = Authority {
-            role: ROOT,
-            keys: valid.into_iter().map(|(id, (k, _))| (id, k)).collect(),
-            threshold: spec.threshold,
-        };
-        let signers = verify_threshold(&authority, &env, &canonical)?;
-        check_expiry(ROOT, root.expires.0, now)?;
-        signers
-    } else {
-        let authority = Authority {
-            role: ROOT,
-            keys: keys_for(&root.keys, &spec.keyids),
-            threshold: spec.threshold,
-        };
-        verify_threshold(&authority, &env, &canonical)?
-    };
-    let expires = root.expires.0;
-    Ok(LoadedRoot {
-        bytes: bytes.to_vec(),
-        root,
-        version,
-        expires,
-        signers,
-    })
+    let loaded = signed_by_own_certs(
+        gun,
+        bytes,
+        (env, canonical, root, version),
+        pinning.map(|p| (p, false)),
+        now,
+    )?;
+    if is_final {
+        check_expiry(ROOT, loaded.expires, now)?;
+    }
+    Ok(loaded)
 }
 
 /// The version a root file claims, read before deciding how to verify it.
@@ -220,25 +250,18 @@ pub fn root_version(bytes: &[u8]) -> Result<u64, TrustError> {
     parse_root(bytes).map(|(_, _, _, v)| v)
 }
 
-/// Re-checks a stored root (verified when it was accepted) against its own keys. Expiry is
-/// the caller's business: an expired trusted root still anchors a rotation to a newer one.
-pub fn reload_trusted_root(bytes: &[u8]) -> Result<LoadedRoot, TrustError> {
-    let (env, canonical, root, version) = parse_root(bytes)?;
-    let spec = root_spec(&root)?;
-    let authority = Authority {
-        role: ROOT,
-        keys: keys_for(&root.keys, &spec.keyids),
-        threshold: spec.threshold,
-    };
-    let signers = verify_threshold(&authority, &env, &canonical)?;
-    let expires = root.expires.0;
-    Ok(LoadedRoot {
-        bytes: bytes.to_vec(),
-        root,
-        version,
-        expires,
-        signers,
-    })
+/// Re-checks a stored root (verified when it was accepted) as Notary loads its cached root
+/// (`bootstrapClient`, tufclient.go:362-366: `ValidateRoot` with an empty pinning config):
+/// a threshold of its root certificates that are valid *now* must have signed it. A trusted
+/// root whose certificates have expired since is refused — Notary fails hard there too — with
+/// the certificate's keyid, CN and notAfter. The root's own expiry is the caller's business:
+/// an expired trusted root still anchors a rotation to a newer one.
+pub fn reload_trusted_root(
+    gun: &str,
+    bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<LoadedRoot, TrustError> {
+    signed_by_own_certs(gun, bytes, parse_root(bytes)?, None, now)
 }
 
 /// Checks bytes against the length and every supported hash their parent recorded

@@ -190,7 +190,7 @@ impl Update<'_> {
     /// Root (`tufclient.updateRoot`, `trustpinning/certs.go` `ValidateRoot`).
     async fn update_root(&self, state: &TrustedState) -> Result<(LoadedRoot, bool), TrustError> {
         let trusted = match state.bytes(ROOT) {
-            Some(bytes) => Some(roles::reload_trusted_root(&bytes)?),
+            Some(bytes) => Some(roles::reload_trusted_root(self.gun, &bytes, self.now)?),
             None => None,
         };
         let fetched = self.fetch(ROOT, "root.json", self.limits.root).await;
@@ -242,6 +242,11 @@ impl Update<'_> {
                 format!("version jumps from {} to {newest}", trusted.version),
             ));
         }
+        // Rotating away from an expired trusted root: the configured pins apply to the new
+        // roots (tufclient.go:372-378 `BootstrapNewBuilderWithNewTrustpin`).
+        let pins = roles::check_expiry(ROOT, trusted.expires, self.now)
+            .is_err()
+            .then_some(self.pinning);
         let mut prev = trusted;
         for v in prev.version + 1..newest {
             let file = format!("{v}.root.json");
@@ -249,9 +254,18 @@ impl Update<'_> {
                 .fetch(ROOT, &file, self.limits.root)
                 .await
                 .map_err(|e| fetch_error(ROOT, e))?;
-            prev = roles::accept_next_root(self.gun, &prev, &bytes, Some(v), false, self.now)?;
+            prev =
+                roles::accept_next_root(self.gun, &prev, &bytes, Some(v), false, pins, self.now)?;
         }
-        roles::accept_next_root(self.gun, &prev, newest_bytes, Some(newest), true, self.now)
+        roles::accept_next_root(
+            self.gun,
+            &prev,
+            newest_bytes,
+            Some(newest),
+            true,
+            pins,
+            self.now,
+        )
     }
 
     /// The bytes a parent records for `role`: the stored copy if it matches, else downloaded
