@@ -51,6 +51,7 @@ pub mod cli;
 pub mod client;
 pub mod errors;
 pub mod fetch;
+pub mod floors;
 pub mod keys;
 pub mod limits;
 pub mod lookup;

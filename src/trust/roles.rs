@@ -2,15 +2,19 @@
 //! precise error out. Each applies Notary's per-role order (`tuf/builder.go`):
 //! checksum → signatures → structure → version ≥ last trusted → expiry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest as _, Sha256, Sha512};
 use time::OffsetDateTime;
 
 use super::errors::TrustError;
+use super::keys::{KeyAlg, PublicKey};
 use super::pin::{pinned_subset, previous_root_keys, valid_root_certs, TrustPinning};
 use super::verify::{verify_threshold, Authority};
-use super::wire::{self, Envelope, FileMeta, Root, Snapshot, Targets, Timestamp, TufKey};
+use super::wire::{
+    self, DelegationRole, Delegations, Envelope, FileMeta, Root, Snapshot, Targets, Timestamp,
+    TufKey,
+};
 
 pub const ROOT: &str = "root";
 pub const TARGETS: &str = "targets";
@@ -387,7 +391,13 @@ pub struct LoadedTargets {
 
 /// Targets or a delegation: bytes match the snapshot's record, a threshold of the keys its
 /// parent names signed it, its own delegations are well-formed, version ≥ last trusted,
-/// unexpired.
+/// unexpired. The order follows Notary's builder exactly, which differs per kind:
+/// top-level targets (`builder.go` `loadTargets`): checksum → signatures → structure →
+/// version → expiry; a delegation (`loadDelegation`, builder.go:578-616): checksum →
+/// structure → **version → signatures** → expiry. The order decides which error a file with
+/// several faults gets, and so whether a delegation is skipped (bad signature, expired) or
+/// fails the update (rollback, bad structure): a rolled-back *and* mis-signed delegation
+/// fails the update, as in Go.
 pub fn load_targets(
     authority: &Authority<'_>,
     snapshot: &LoadedSnapshot,
@@ -404,15 +414,25 @@ pub fn load_targets(
     check_meta(role, bytes, meta, SNAPSHOT)?;
     let env = Envelope::parse(role, bytes)?;
     let canonical = env.canonical_signed(role)?;
-    let signers = verify_threshold(authority, &env, &canonical)?;
-    let targets: Targets = env.typed(role, "Targets")?;
-    let version = wire::version(role, targets.version)?;
-    if let Some(delegations) = &targets.delegations {
-        for child in &delegations.roles {
-            check_delegation_name(role, &child.name)?;
+    let structure = || -> Result<(Targets, u64), TrustError> {
+        let targets: Targets = env.typed(role, "Targets")?;
+        let version = wire::version(role, targets.version)?;
+        if let Some(delegations) = &targets.delegations {
+            check_delegations(role, delegations)?;
         }
-    }
-    check_version(role, version, trusted_version)?;
+        Ok((targets, version))
+    };
+    let (targets, version, signers) = if role == TARGETS {
+        let signers = verify_threshold(authority, &env, &canonical)?;
+        let (targets, version) = structure()?;
+        check_version(role, version, trusted_version)?;
+        (targets, version, signers)
+    } else {
+        let (targets, version) = structure()?;
+        check_version(role, version, trusted_version)?;
+        let signers = verify_threshold(authority, &env, &canonical)?;
+        (targets, version, signers)
+    };
     check_expiry(role, targets.expires.0, now)?;
     let expires = targets.expires.0;
     Ok(LoadedTargets {
@@ -424,6 +444,91 @@ pub fn load_targets(
         signers,
     })
 }
+
+/// The delegations a targets file lists (`tuf/data/targets.go` `isValidTargetsStructure`,
+/// targets.go:45-52, with `root.go` `isValidRootRoleStructure`, root.go:54-70): each name is
+/// valid and a direct child, each threshold is ≥ 1, each keyid is defined in
+/// `delegations.keys`. Any fault makes the *parent* invalid, so the update fails (a
+/// structure error is neither "expired" nor "threshold", `tufclient.go` downloadTargets).
+/// Stricter than Go: a child listed twice is refused too. Go builds both listings from the
+/// first one (`BuildDelegationRole` finds the first by name), so a second listing can only
+/// mislead a reader; trustgate names it instead of silently shadowing it.
+pub fn check_delegations(parent: &str, delegations: &Delegations) -> Result<(), TrustError> {
+    let mut seen = BTreeSet::new();
+    for child in &delegations.roles {
+        check_delegation_name(parent, &child.name)?;
+        let invalid = |reason: String| TrustError::InvalidDelegation {
+            parent: parent.to_owned(),
+            name: child.name.clone(),
+            reason,
+        };
+        if !seen.insert(child.name.as_str()) {
+            return Err(invalid("listed more than once".into()));
+        }
+        if child.threshold < 1 {
+            return Err(invalid(format!("threshold {} is below 1", child.threshold)));
+        }
+        if let Some(id) = child
+            .keyids
+            .iter()
+            .find(|id| !delegations.keys.contains_key(*id))
+        {
+            return Err(invalid(format!(
+                "lists key {id}, which delegations.keys does not define"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The keys and threshold `parent` gives its child `name` (`tuf/tuf.go` `GetDelegationRole`,
+/// tuf.go:240-262). Every certificate-bearing key must pass `utils.ValidateCertificate(cert,
+/// false)` (x509.go:308-325): a sane validity window, no SHA-1 signature, RSA ≥ 2048 bits;
+/// its expiry is deliberately not checked ("use the TUF role expiry instead"). A key whose
+/// certificate cannot be parsed is skipped there (`LoadCertFromPEM` fails → `continue`) and
+/// here: it can then produce no valid signature. Any other fault fails the update.
+pub fn delegation_authority<'a>(
+    parent: &str,
+    delegations: &'a Delegations,
+    child: &'a DelegationRole,
+) -> Result<Authority<'a>, TrustError> {
+    let keys = keys_for(&delegations.keys, &child.keyids);
+    for (id, key) in &keys {
+        let Ok(parsed) = PublicKey::from_tuf(key) else {
+            continue;
+        };
+        let Some(cert) = parsed.cert() else {
+            continue;
+        };
+        let reason = if cert.not_before > cert.not_after {
+            Some("certificate validity window is invalid".to_owned())
+        } else if cert.sha1_signed {
+            Some("certificate uses a SHA-1 signature algorithm".to_owned())
+        } else if parsed.alg() == KeyAlg::Rsa && parsed.rsa_bits() < MIN_RSA_BITS {
+            Some(format!(
+                "RSA key of {} bits is shorter than {MIN_RSA_BITS}",
+                parsed.rsa_bits()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(TrustError::InvalidDelegation {
+                parent: parent.to_owned(),
+                name: child.name.clone(),
+                reason: format!("key {id}: {reason}"),
+            });
+        }
+    }
+    Ok(Authority {
+        role: &child.name,
+        keys,
+        threshold: child.threshold,
+    })
+}
+
+/// `notary.MinRSABitSize`.
+const MIN_RSA_BITS: usize = 2048;
 
 /// Delegation names (`tuf/data/roles.go` `IsDelegation`, `targets.go`
 /// `isValidTargetsStructure`): `^[-a-z0-9_/]+$`, shorter than 256 characters, and a direct

@@ -30,6 +30,11 @@ pub struct TrustedState {
     /// so a refusal can say "revoked" rather than "not signed". Bounded per role.
     #[serde(default)]
     pub revoked: BTreeMap<String, BTreeSet<String>>,
+    /// Per role, the root version whose key rotation last dropped its floor (fast-forward
+    /// recovery, [`floors`](super::floors)). Orders floors across writers: a floor recorded
+    /// under an earlier reset never raises one recorded after a later reset.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub floor_resets: BTreeMap<String, u64>,
 }
 
 impl TrustedState {
@@ -85,6 +90,18 @@ impl TrustedState {
         if set.is_empty() {
             self.revoked.remove(role);
         }
+    }
+
+    /// Drops a role's stored copy and version floor because the root at `root_version` rotated
+    /// its keys (the only way a floor is ever lowered; see [`floors`](super::floors)).
+    pub fn reset_floor(&mut self, role: &str, root_version: u64) {
+        self.versions.remove(role);
+        self.metadata.remove(role);
+        self.floor_resets.insert(role.to_owned(), root_version);
+    }
+
+    fn reset_epoch(&self, role: &str) -> u64 {
+        self.floor_resets.get(role).copied().unwrap_or(0)
     }
 
     /// Raises (never lowers) a role's recorded version.
@@ -169,11 +186,19 @@ impl StateStore {
                     reason,
                 };
                 // Another process sharing the directory may have recorded higher versions
-                // meanwhile: never write them back down.
+                // meanwhile: never write them back down. A floor recorded before a reset we
+                // made (fast-forward recovery) is stale and must not come back; one recorded
+                // after a later reset by the other writer wins.
                 let mut state = state.clone();
                 if let Ok(Some(current)) = self.load(gun) {
-                    for (role, v) in current.versions {
-                        state.raise_version(&role, v);
+                    for (role, v) in &current.versions {
+                        let (ours, theirs) = (state.reset_epoch(role), current.reset_epoch(role));
+                        if theirs > ours {
+                            state.versions.insert(role.clone(), *v);
+                            state.floor_resets.insert(role.clone(), theirs);
+                        } else if theirs == ours {
+                            state.raise_version(role, *v);
+                        }
                     }
                 }
                 let state = &state;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
 
 use super::errors::TrustError;
+use super::floors;
 use super::limits::Limits;
 use super::lookup::TrustedRepo;
 use super::pin::TrustPinning;
@@ -17,7 +18,6 @@ use super::roles::{
 };
 use super::source::{FetchError, MetadataSource};
 use super::store::{StateStore, TrustedState};
-use super::verify::Authority;
 use super::wire::{self, FileMeta};
 
 pub(crate) struct Update<'a> {
@@ -89,6 +89,15 @@ impl Update<'_> {
         // Pin a newly trusted root at once (as Notary caches each verified role), so a failure
         // further down cannot make the next attempt fall back to first-use trust.
         if state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice()) {
+            // Fast-forward recovery: a rotation that replaced a role's keys drops that role's
+            // stale floor (TUF 5.3.11; `floors`).
+            // The previous root was verified when stored (and again by `update_root`); only
+            // its role table is read here.
+            if let Some(previous) = state.bytes(ROOT) {
+                let previous: wire::Root =
+                    wire::Envelope::parse(ROOT, &previous)?.typed(ROOT, "Root")?;
+                floors::reset_rotated_roles(&mut state, &previous, &root);
+            }
             state.set_bytes(ROOT, &root.bytes);
             state.raise_version(ROOT, root.version);
             self.store.save(&state)?;
@@ -327,21 +336,24 @@ impl Update<'_> {
                 continue;
             };
             for child in &delegations.roles {
-                if !snapshot.snapshot.meta.contains_key(&child.name)
-                    || loaded.contains_key(&child.name)
-                    || skipped.contains_key(&child.name)
-                {
+                // Only delegations with checksum information in the snapshot are fetched
+                // (`tufclient.go` downloadTargets:223-227, `ChecksumKnown`: some hash or a
+                // length > 0). Others are as if unlisted: invisible to lookups.
+                let Some(meta) = snapshot.snapshot.meta.get(&child.name) else {
+                    continue;
+                };
+                if meta.hashes.is_empty() && meta.length == 0 {
                     continue;
                 }
-                if loaded.len() > self.limits.max_delegations {
+                if loaded.contains_key(&child.name) || skipped.contains_key(&child.name) {
+                    continue;
+                }
+                // The work bound counts every delegation fetched, skipped ones too: a parent
+                // listing thousands of mis-signed children must not cost thousands of fetches.
+                if loaded.len() - 1 + skipped.len() >= self.limits.max_delegations {
                     return Err(TrustError::malformed(&child.name, "too many delegations"));
                 }
-                let authority = Authority {
-                    role: &child.name,
-                    keys: roles::keys_for(&delegations.keys, &child.keyids),
-                    threshold: child.threshold,
-                };
-                let meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, &child.name)?;
+                let authority = roles::delegation_authority(&parent_name, delegations, child)?;
                 let bytes = self
                     .consistent_bytes(state, &child.name, meta, SNAPSHOT)
                     .await?;
