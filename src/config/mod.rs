@@ -209,8 +209,7 @@ fn unreachable_default(e: ConfigError) -> Config {
 mod validate;
 
 use validate::parse;
-#[cfg(test)]
-use validate::parse_duration;
+pub(crate) use validate::parse_duration;
 pub use validate::Sourced;
 
 #[cfg(test)]

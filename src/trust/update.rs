@@ -29,6 +29,9 @@ pub(crate) struct Update<'a> {
     pub now: OffsetDateTime,
     /// Bytes downloaded so far by this update (bounded by `limits.max_update_bytes`).
     pub downloaded: AtomicU64,
+    /// When this update must be done (`limits.update_deadline` after it started; real time,
+    /// not `now`, which is the verification clock).
+    pub deadline: tokio::time::Instant,
 }
 
 fn fetch_error(role: &str, e: FetchError) -> TrustError {
@@ -66,7 +69,18 @@ impl Update<'_> {
             });
         }
         let limit = limit.min(budget);
-        let bytes = self.source.fetch(self.gun, file, limit).await?;
+        // Slow retrieval: one deadline for the whole update, on top of the source's own
+        // per-request timeouts.
+        let bytes =
+            tokio::time::timeout_at(self.deadline, self.source.fetch(self.gun, file, limit))
+                .await
+                .map_err(|_| FetchError::Unreachable {
+                    file: file.to_owned(),
+                    reason: format!(
+                        "trust update not complete within {:?} (trust_timeout)",
+                        self.limits.update_deadline
+                    ),
+                })??;
         self.downloaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // Never trust the source to have enforced the bound.
