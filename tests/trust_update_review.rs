@@ -160,6 +160,45 @@ async fn d3_snapshot_rotation_does_not_reset_targets() {
     );
 }
 
+/// The same for a delegation: a stolen `targets/releases` key published version 1000; the
+/// publisher replaces the delegation's key in `targets`. The new key's version 1 is accepted
+/// (Go: the cached delegation no longer verifies under the parent's new listing); the new
+/// floor then holds.
+#[tokio::test]
+async fn d3_fast_forward_recovery_after_delegation_key_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = MemSource::new();
+    let mut repo = repo_with_releases();
+    repo.delegations[0].version = 1000;
+    repo.publish(&src);
+    resolve(&client(&src, dir.path(), repo.now), "v1")
+        .await
+        .unwrap();
+
+    repo.delegations[0].keys = vec![Signer::ecdsa()];
+    repo.delegations[0].version = 2;
+    repo.targets_version = 2;
+    repo.snapshot_version = 2;
+    repo.timestamp_version = 2;
+    repo.publish(&src);
+    for _ in 0..2 {
+        let got = resolve(&client(&src, dir.path(), repo.now), "v1").await;
+        assert_eq!(got.unwrap().role(), "targets/releases");
+    }
+    repo.delegations[0].version = 1;
+    repo.snapshot_version = 3;
+    repo.timestamp_version = 3;
+    repo.publish(&src);
+    let err = client(&src, dir.path(), repo.now)
+        .update(GUN)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrustError::Rollback { role, trusted: 2, got: 1 } if role == "targets/releases"),
+        "{err:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // D4: the delegation cap counts skipped roles
 // ---------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ impl Update<'_> {
             if let Some(previous) = state.bytes(ROOT) {
                 let previous: wire::Root =
                     wire::Envelope::parse(ROOT, &previous)?.typed(ROOT, "Root")?;
-                floors::reset_rotated_roles(&mut state, &previous, &root);
+                floors::reset_rotated_roles(&mut state, &previous, &root, self.now);
             }
             state.set_bytes(ROOT, &root.bytes);
             state.raise_version(ROOT, root.version);
@@ -175,7 +175,11 @@ impl Update<'_> {
             self.now,
         )?;
 
-        let (loaded, skipped) = self.load_delegations(&state, &snapshot, targets).await?;
+        let Delegated {
+            loaded,
+            skipped,
+            resets,
+        } = self.load_delegations(&state, &snapshot, targets).await?;
 
         // Remember tags a role signed before and has since dropped (revocations).
         for (name, t) in &loaded {
@@ -183,7 +187,11 @@ impl Update<'_> {
                 state.note_revocations(name, &tags_of(name, &old), t.targets.targets.keys());
             }
         }
-        // Persist: the trusted root, versions only ever raised, and the verified bytes.
+        // Persist: the trusted root, versions only ever raised (but for floors found stale),
+        // and the verified bytes.
+        for name in &resets {
+            state.reset_floor(name, self.now);
+        }
         state.metadata.clear();
         state.set_bytes(ROOT, &root.bytes);
         state.raise_version(ROOT, root.version);
@@ -332,15 +340,10 @@ impl Update<'_> {
         state: &TrustedState,
         snapshot: &LoadedSnapshot,
         targets: LoadedTargets,
-    ) -> Result<
-        (
-            BTreeMap<String, LoadedTargets>,
-            BTreeMap<String, TrustError>,
-        ),
-        TrustError,
-    > {
+    ) -> Result<Delegated, TrustError> {
         let mut loaded = BTreeMap::from([(TARGETS.to_owned(), targets)]);
         let mut skipped = BTreeMap::new();
+        let mut resets = Vec::new();
         let mut queue = VecDeque::from([TARGETS.to_owned()]);
         while let Some(parent_name) = queue.pop_front() {
             let Some(parent) = loaded.get(&parent_name).cloned() else {
@@ -371,13 +374,26 @@ impl Update<'_> {
                 let bytes = self
                     .consistent_bytes(state, &child.name, meta, SNAPSHOT)
                     .await?;
-                match roles::load_targets(
+                let mut result = roles::load_targets(
                     &authority,
                     snapshot,
                     &bytes,
                     state.version(&child.name),
                     self.now,
-                ) {
+                );
+                // Fast-forward recovery for delegations (`floors`): a floor set by a copy that
+                // the parent's current keys no longer vouch for is stale. Checked only when it
+                // would refuse, so an ordinary update verifies nothing twice.
+                if matches!(result, Err(TrustError::Rollback { .. }))
+                    && state
+                        .bytes(&child.name)
+                        .is_some_and(|stored| floors::is_stale(&authority, &stored))
+                {
+                    tracing::warn!(gun = self.gun, role = %child.name, "the parent replaced this delegation's keys: its version floor is dropped (fast-forward recovery)");
+                    resets.push(child.name.clone());
+                    result = roles::load_targets(&authority, snapshot, &bytes, None, self.now);
+                }
+                match result {
                     Ok(t) => {
                         loaded.insert(child.name.clone(), t);
                         queue.push_back(child.name.clone());
@@ -390,8 +406,20 @@ impl Update<'_> {
                 }
             }
         }
-        Ok((loaded, skipped))
+        Ok(Delegated {
+            loaded,
+            skipped,
+            resets,
+        })
     }
+}
+
+/// What [`Update::load_delegations`] found: roles loaded (with `targets`), roles skipped and
+/// why, and delegations whose stale floor was dropped (fast-forward recovery).
+struct Delegated {
+    loaded: BTreeMap<String, LoadedTargets>,
+    skipped: BTreeMap<String, TrustError>,
+    resets: Vec<String>,
 }
 
 fn meta_of<'m>(
