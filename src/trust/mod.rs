@@ -24,8 +24,8 @@
 //!   role's paths. An expired or under-threshold delegation is skipped (its tags then refuse
 //!   with that reason); any other fault fails the update, including a parent listing a child
 //!   with threshold < 1, an undefined keyid or twice, and a child certificate key that is
-//!   SHA-1-signed, RSA < 2048 or has an inverted window ([`roles::check_delegations`],
-//!   [`roles::delegation_authority`]). `max_delegations` counts skipped roles too.
+//!   SHA-1-signed, RSA < 2048 or has an inverted window ([`delegation::check_delegations`],
+//!   [`delegation::delegation_authority`]). `max_delegations` counts skipped roles too.
 //! - **Slow retrieval**: one deadline for a whole update ([`Limits::update_deadline`]).
 //! - **Fast-forward recovery** ([`floors`]): a role's version floor drops only when its keys
 //!   were replaced so that the stored copy no longer verifies.
@@ -56,6 +56,7 @@
 pub mod canonical;
 pub mod cli;
 pub mod client;
+pub mod delegation;
 pub mod errors;
 pub mod fetch;
 pub mod floors;

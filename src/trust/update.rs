@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
+use super::delegation;
 use super::errors::TrustError;
 use super::floors;
 use super::limits::Limits;
@@ -370,7 +371,7 @@ impl Update<'_> {
                 if loaded.len() - 1 + skipped.len() >= self.limits.max_delegations {
                     return Err(TrustError::malformed(&child.name, "too many delegations"));
                 }
-                let authority = roles::delegation_authority(&parent_name, delegations, child)?;
+                let authority = delegation::delegation_authority(&parent_name, delegations, child)?;
                 let bytes = self
                     .consistent_bytes(state, &child.name, meta, SNAPSHOT)
                     .await?;
