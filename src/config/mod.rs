@@ -219,8 +219,7 @@ mod client_auth;
 mod validate;
 
 use validate::parse;
-#[cfg(test)]
-use validate::parse_duration;
+pub(crate) use validate::parse_duration;
 pub use validate::Sourced;
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ pub(super) fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Confi
     Config::try_from(Sourced { raw, file, base })
 }
 
-pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = s.split_at(split);

@@ -36,11 +36,14 @@ impl TrustPool {
         let server = req.trust_server();
         let pinning = convert_pinning(req.pinning());
         let key = fingerprint(server.url().as_str(), &pinning);
+        // The state directory depends on server and pinning only (changing a timeout must not
+        // reset trust); the client also on the deadline it enforces.
+        let client_key = format!("{key}/{:?}", server.trust_timeout());
         let mut clients = match self.clients.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(c) = clients.get(&key) {
+        if let Some(c) = clients.get(&client_key) {
             return Ok(c.clone());
         }
         let bad = |reason: String| PoolError::Settings {
@@ -54,11 +57,15 @@ impl TrustPool {
         let trust = TrustSettings {
             pinning,
             state_dir: Some(self.state_dir.join("trust").join(&key)),
+            limits: crate::trust::Limits {
+                update_deadline: server.trust_timeout(),
+                ..Default::default()
+            },
             ..TrustSettings::default()
         };
         let client =
             Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
-        clients.insert(key, client.clone());
+        clients.insert(client_key, client.clone());
         Ok(client)
     }
 }

@@ -20,6 +20,7 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "username",
     "password_env",
     "password_file",
+    "trust_timeout",
 ];
 const RULE_KEYS: &[&str] = &[
     "name",

@@ -180,6 +180,8 @@ pub struct TrustServer {
     /// Resolved at load time (from the environment or a file); `Credentials` has a redacted
     /// `Debug`.
     pub(crate) credentials: Option<Credentials>,
+    /// `trust_timeout`: deadline for one whole trust update (default 30 s).
+    pub(crate) trust_timeout: std::time::Duration,
 }
 
 impl TrustServer {
@@ -194,6 +196,10 @@ impl TrustServer {
     }
     pub fn credentials(&self) -> Option<&Credentials> {
         self.credentials.as_ref()
+    }
+    /// Deadline for one whole trust update against this server (`trust_timeout`).
+    pub fn trust_timeout(&self) -> std::time::Duration {
+        self.trust_timeout
     }
 
     /// Settings for an `UpstreamClient` that talks to this server.

@@ -14,6 +14,9 @@ use super::load::{Builder, PINNING_KEYS, SERVER_KEYS};
 use super::model::{PinnedCert, TrustPinning, TrustServer};
 use super::raw::{Field, TableReader};
 
+const MIN_TRUST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_TRUST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Builder<'_> {
     pub(super) fn trust_servers(
         &mut self,
@@ -67,12 +70,34 @@ impl Builder<'_> {
             .and_then(|f| self.pem_file(f))
             .map(|(p, _)| p);
         let credentials = self.credentials(t, url.as_ref());
+        let trust_timeout = match t.get("trust_timeout") {
+            None => Some(crate::trust::limits::DEFAULT_UPDATE_DEADLINE),
+            Some(f) => self.trust_timeout(f),
+        };
         Some(TrustServer {
             name: name.to_string(),
             url: url?,
             ca_file,
             credentials: credentials.ok()?,
+            trust_timeout: trust_timeout?,
         })
+    }
+
+    /// `trust_timeout = "30s"`: the deadline for one whole trust update against this server
+    /// (every metadata file of one GUN), 1 s to 10 min.
+    fn trust_timeout(&mut self, f: &Field<'_>) -> Option<std::time::Duration> {
+        let s = self.ctx.string(f)?;
+        match crate::config::parse_duration(&s.value) {
+            Some(d) if d >= MIN_TRUST_TIMEOUT && d <= MAX_TRUST_TIMEOUT => Some(d),
+            _ => {
+                self.ctx.invalid(
+                    f,
+                    "a duration from \"1s\" to \"10m\" (units ms, s, m, h), e.g. \"30s\"",
+                    format!("{:?}", s.value),
+                );
+                None
+            }
+        }
     }
 
     /// `Err(())` when an error was recorded; `Ok(None)` when no credentials are configured.

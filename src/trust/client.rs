@@ -156,6 +156,13 @@ impl TrustClient {
             limits: &self.settings.limits,
             now,
             downloaded: Default::default(),
+            // An absurd configured deadline must not overflow the clock: a day is "no deadline".
+            deadline: {
+                let start = tokio::time::Instant::now();
+                start
+                    .checked_add(self.settings.limits.update_deadline)
+                    .unwrap_or(start + Duration::from_secs(86_400))
+            },
         }
         .run()
         .await

@@ -1,10 +1,15 @@
 //! Public keys and signature checks (REAL-COMPONENTS "The metadata format" and "Methods";
 //! `tuf/signed/verifiers.go`). All cryptography is ring's; all X.509 parsing is x509-parser's.
 //!
-//! Key types: `ecdsa` (base64 DER SubjectPublicKeyInfo, P-256), `ecdsa-x509` / `rsa-x509`
-//! (base64 of a PEM certificate, possibly followed by intermediates), `ed25519` (raw 32 bytes),
-//! `rsa` (DER SubjectPublicKeyInfo). Methods: `ecdsa` (raw r‖s over SHA-256), `eddsa`,
-//! `rsapss` (SHA-256, salt = 32), `rsapkcs1v15` (SHA-256); RSA keys must be ≥ 2048 bits.
+//! Key types: `ecdsa` (base64 DER SubjectPublicKeyInfo, P-256 or P-384), `ecdsa-x509` /
+//! `rsa-x509` (base64 of a PEM certificate, possibly followed by intermediates), `ed25519` (raw
+//! 32 bytes), `rsa` (DER SubjectPublicKeyInfo, or a PEM `PUBLIC KEY` for PyCrypto signers).
+//! Methods: `ecdsa` (raw r‖s over SHA-256, whatever the curve, as Go's `ECDSAVerifier`),
+//! `eddsa`, `rsapss` (SHA-256, salt = 32), `rsapkcs1v15` (SHA-256), `pycrypto-pkcs#1 pss`
+//! (`RSAPyCryptoVerifier`: RSASSA-PSS SHA-256, salt = 32, only for an `rsa` key whose public
+//! part is PEM). RSA keys must be 2048 to 8192 bits (ring's bounds; Go has no upper bound,
+//! a deliberate difference: no real signer makes larger keys). P-521 is refused (ring has no
+//! P-521; Notary's own signers make P-256 only).
 
 use base64::Engine as _;
 use ring::signature::{self, UnparsedPublicKey};
@@ -19,6 +24,7 @@ use super::wire::TufKey;
 
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 /// Signature algorithms built on SHA-1, which Notary refuses in root certificates
 /// (`trustpinning/certs.go`, `validRootLeafCerts`).
@@ -32,6 +38,7 @@ const SHA1_SIG_OIDS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyAlg {
     EcdsaP256,
+    EcdsaP384,
     Ed25519,
     Rsa,
 }
@@ -87,6 +94,11 @@ pub struct PublicKey {
     /// keyids with equal `(alg, material)` are one key for threshold counting.
     material: Vec<u8>,
     rsa_bits: usize,
+    /// An `rsa` key whose public part is PEM rather than DER: Go's `rsapss`/`rsapkcs1v15`
+    /// verifiers cannot read it (`x509.ParsePKIXPublicKey` of the raw bytes), its
+    /// `pycrypto-pkcs#1 pss` verifier reads only that (`pem.Decode` first,
+    /// verifiers.go:183-202).
+    rsa_pem: bool,
     cert: Option<CertInfo>,
 }
 
@@ -111,13 +123,21 @@ impl PublicKey {
         let keytype = key.keytype.clone();
         match key.keytype.as_str() {
             "ecdsa" | "rsa" => {
-                let (alg, material, rsa_bits) = parse_spki_der(&public)?;
-                let want = if key.keytype == "ecdsa" {
-                    KeyAlg::EcdsaP256
+                let rsa_pem = key.keytype == "rsa" && public.starts_with(b"-----BEGIN");
+                let (alg, material, rsa_bits) = if rsa_pem {
+                    // Go's `pem.Decode` takes the first block, whatever its label.
+                    let (_, pem) = x509_parser::pem::parse_x509_pem(&public)
+                        .map_err(|e| KeyError::Malformed(format!("PEM: {e}")))?;
+                    parse_spki_der(&pem.contents)?
                 } else {
-                    KeyAlg::Rsa
+                    parse_spki_der(&public)?
                 };
-                if alg != want {
+                let ok = if key.keytype == "ecdsa" {
+                    matches!(alg, KeyAlg::EcdsaP256 | KeyAlg::EcdsaP384)
+                } else {
+                    alg == KeyAlg::Rsa
+                };
+                if !ok {
                     return Err(KeyError::Malformed(format!(
                         "{} key holds {alg:?}",
                         key.keytype
@@ -129,6 +149,7 @@ impl PublicKey {
                     alg,
                     material,
                     rsa_bits,
+                    rsa_pem,
                     cert: None,
                 })
             }
@@ -146,17 +167,18 @@ impl PublicKey {
                     alg,
                     material: public,
                     rsa_bits: 0,
+                    rsa_pem: false,
                     cert: None,
                 })
             }
             "ecdsa-x509" | "rsa-x509" => {
                 let (alg, material, rsa_bits, cert) = parse_cert_pem(&public)?;
-                let want = if key.keytype == "ecdsa-x509" {
-                    KeyAlg::EcdsaP256
+                let ok = if key.keytype == "ecdsa-x509" {
+                    matches!(alg, KeyAlg::EcdsaP256 | KeyAlg::EcdsaP384)
                 } else {
-                    KeyAlg::Rsa
+                    alg == KeyAlg::Rsa
                 };
-                if alg != want {
+                if !ok {
                     return Err(KeyError::Malformed(format!(
                         "{} cert holds {alg:?}",
                         key.keytype
@@ -168,6 +190,7 @@ impl PublicKey {
                     alg,
                     material,
                     rsa_bits,
+                    rsa_pem: false,
                     cert: Some(cert),
                 })
             }
@@ -204,19 +227,61 @@ impl PublicKey {
     /// never verifies (`tuf/signed/verifiers.go` dispatches by method, then each verifier
     /// rejects foreign key types).
     pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
-        let alg: &'static dyn signature::VerificationAlgorithm =
-            match (method.to_ascii_lowercase().as_str(), self.alg) {
-                // Raw r‖s of exactly 2·⌈256/8⌉ bytes; ring's FIXED form enforces the length.
-                ("ecdsa", KeyAlg::EcdsaP256) => &signature::ECDSA_P256_SHA256_FIXED,
-                ("eddsa", KeyAlg::Ed25519) => &signature::ED25519,
-                ("rsapss", KeyAlg::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
-                ("rsapkcs1v15", KeyAlg::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA256,
-                _ => return false,
-            };
+        let method = method.to_ascii_lowercase();
+        let alg: &'static dyn signature::VerificationAlgorithm = match (method.as_str(), self.alg) {
+            // Raw r‖s of exactly 2·⌈256/8⌉ bytes; ring's FIXED form enforces the length.
+            ("ecdsa", KeyAlg::EcdsaP256) => &signature::ECDSA_P256_SHA256_FIXED,
+            // Go hashes with SHA-256 whatever the curve (verifiers.go:245-258). ring has no
+            // fixed-width P-384/SHA-256 verifier, so the raw r‖s (exactly 2·48 bytes, as Go
+            // demands) is re-encoded as the DER ring's ASN.1 form reads.
+            ("ecdsa", KeyAlg::EcdsaP384) => {
+                return raw_ecdsa_to_der(sig, 48).is_some_and(|der| {
+                    UnparsedPublicKey::new(&signature::ECDSA_P384_SHA256_ASN1, &self.material)
+                        .verify(msg, &der)
+                        .is_ok()
+                });
+            }
+            ("eddsa", KeyAlg::Ed25519) => &signature::ED25519,
+            ("rsapss", KeyAlg::Rsa) if !self.rsa_pem => &signature::RSA_PSS_2048_8192_SHA256,
+            ("rsapkcs1v15", KeyAlg::Rsa) if !self.rsa_pem => &signature::RSA_PKCS1_2048_8192_SHA256,
+            // `RSAPyCryptoVerifier`: keytype `rsa` only, PEM public key, then `verifyPSS`
+            // (PSSOptions{SaltLength: sha256.Size, Hash: SHA256}); ring's PSS verifier
+            // requires exactly that salt length.
+            ("pycrypto-pkcs#1 pss", KeyAlg::Rsa) if self.rsa_pem && self.keytype == "rsa" => {
+                &signature::RSA_PSS_2048_8192_SHA256
+            }
+            _ => return false,
+        };
         UnparsedPublicKey::new(alg, &self.material)
             .verify(msg, sig)
             .is_ok()
     }
+}
+
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` from a raw `r‖s` of `2 * width` bytes; `None` for
+/// any other length. Both halves are unsigned big-endian: leading zeros are dropped and a
+/// 0x00 is prepended when the top bit is set (DER's minimal two's complement). With
+/// width ≤ 48 every length fits DER's one-byte short form.
+fn raw_ecdsa_to_der(sig: &[u8], width: usize) -> Option<Vec<u8>> {
+    if sig.len() != 2 * width || width > 60 {
+        return None;
+    }
+    let integer = |half: &[u8]| {
+        let start = half.iter().position(|b| *b != 0).unwrap_or(half.len() - 1);
+        let digits = &half[start..];
+        let pad = digits[0] & 0x80 != 0;
+        let mut out = vec![0x02, (digits.len() + usize::from(pad)) as u8];
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(digits);
+        out
+    };
+    let (r, s) = sig.split_at(width);
+    let body = [integer(r), integer(s)].concat();
+    let mut der = vec![0x30, body.len() as u8];
+    der.extend(body);
+    Some(der)
 }
 
 fn parse_spki_der(der: &[u8]) -> Result<(KeyAlg, Vec<u8>, usize), KeyError> {
@@ -241,12 +306,13 @@ fn spki_material(spki: &SubjectPublicKeyInfo) -> Result<(KeyAlg, Vec<u8>, usize)
                 .as_ref()
                 .and_then(|p| p.as_oid().ok())
                 .map(|o| o.to_id_string());
-            if curve.as_deref() != Some(OID_P256) {
-                return Err(KeyError::Malformed(format!(
+            match curve.as_deref() {
+                Some(OID_P256) => Ok((KeyAlg::EcdsaP256, data, 0)),
+                Some(OID_P384) => Ok((KeyAlg::EcdsaP384, data, 0)),
+                _ => Err(KeyError::Malformed(format!(
                     "unsupported EC curve {curve:?}"
-                )));
+                ))),
             }
-            Ok((KeyAlg::EcdsaP256, data, 0))
         }
         OID_RSA => {
             let bits = match spki.parsed() {

@@ -2,6 +2,11 @@
 //! to the [`MetadataSource`](super::source::MetadataSource), which aborts a download past them,
 //! and checked again on the bytes it returns.
 
+use std::time::Duration;
+
+/// Default for [`Limits::update_deadline`].
+pub const DEFAULT_UPDATE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Per-role bounds. Defaults are documented per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -21,6 +26,13 @@ pub struct Limits {
     /// Total bytes one update may download across all files: 256 MiB. Per-file bounds alone
     /// would let a hostile server list a thousand maximal delegations.
     pub max_update_bytes: u64,
+    /// Wall-clock time one whole update may take, across every file it fetches: 30 s
+    /// (policy: `trust_timeout` per `[trust_servers.<name>]`). Per-request timeouts alone
+    /// (connect, headers, body) multiply with the number of files, so a server trickling each
+    /// file just under them could hold a pull for many minutes (TUF "slow retrieval"). Past the
+    /// deadline every fetch fails as "unreachable": stored, still-valid data may answer
+    /// (Notary's rule for network errors), otherwise the pull fails closed (503).
+    pub update_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -32,6 +44,7 @@ impl Default for Limits {
             max_root_rotations: 1024,
             max_delegations: 1024,
             max_update_bytes: 256 << 20,
+            update_deadline: DEFAULT_UPDATE_DEADLINE,
         }
     }
 }

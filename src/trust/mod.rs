@@ -12,8 +12,9 @@
 //!   structs. One threshold function ([`verify::verify_threshold`]) serves every role: it counts
 //!   *distinct key material*, skips unknown keyids and bad signatures, refuses a key listed
 //!   under an id its content does not hash to. Key types `ecdsa`, `ecdsa-x509`, `ed25519`,
-//!   `rsa`, `rsa-x509`; methods `ecdsa` (P-256, raw r‖s), `eddsa`, `rsapss`, `rsapkcs1v15`
-//!   (RSA ≥ 2048); a method foreign to the key type never verifies. Crypto is ring's.
+//!   `rsa`, `rsa-x509`; methods `ecdsa` (P-256/P-384, raw r‖s over SHA-256), `eddsa`,
+//!   `rsapss`, `rsapkcs1v15`, `pycrypto-pkcs#1 pss` (RSA 2048..=8192); a method foreign to the
+//!   key type never verifies. Crypto is ring's.
 //! - **Order**: root → timestamp (always fetched) → snapshot (by hash, exactly the bytes the
 //!   timestamp records) → targets (exactly the bytes the snapshot records) → delegations
 //!   (parents first, only those the snapshot lists). Per role: checksum → signatures →
@@ -21,7 +22,13 @@
 //! - **Delegations**: names `^[-a-z0-9_/]+$`, < 256 chars, direct children of their parent; a
 //!   child's paths are cut to those within its parent's; a target counts only within its
 //!   role's paths. An expired or under-threshold delegation is skipped (its tags then refuse
-//!   with that reason); any other fault fails the update.
+//!   with that reason); any other fault fails the update, including a parent listing a child
+//!   with threshold < 1, an undefined keyid or twice, and a child certificate key that is
+//!   SHA-1-signed, RSA < 2048 or has an inverted window ([`delegation::check_delegations`],
+//!   [`delegation::delegation_authority`]). `max_delegations` counts skipped roles too.
+//! - **Slow retrieval**: one deadline for a whole update ([`Limits::update_deadline`]).
+//! - **Fast-forward recovery** ([`floors`]): a role's version floor drops only when its keys
+//!   were replaced so that the stored copy no longer verifies.
 //! - **Sizes**: every download is bounded ([`Limits`]): root 2 MiB, timestamp 1 MiB, others by
 //!   the length their parent records, and a byte budget per update.
 //! - **DCT lookup**: a tag is trusted from `targets/releases`, then `targets` (configurable);
@@ -55,8 +62,10 @@ pub mod capath;
 pub mod certrules;
 pub mod cli;
 pub mod client;
+pub mod delegation;
 pub mod errors;
 pub mod fetch;
+pub mod floors;
 pub mod keys;
 pub mod limits;
 pub mod lookup;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest as _, Sha256, Sha512};
 use time::OffsetDateTime;
 
+use super::delegation::check_delegations;
 use super::errors::TrustError;
 use super::pin::{pinned_subset, previous_root_keys, valid_root_certs, TrustPinning};
 use super::verify::{verify_threshold, Authority};
@@ -410,7 +411,13 @@ pub struct LoadedTargets {
 
 /// Targets or a delegation: bytes match the snapshot's record, a threshold of the keys its
 /// parent names signed it, its own delegations are well-formed, version ≥ last trusted,
-/// unexpired.
+/// unexpired. The order follows Notary's builder exactly, which differs per kind:
+/// top-level targets (`builder.go` `loadTargets`): checksum → signatures → structure →
+/// version → expiry; a delegation (`loadDelegation`, builder.go:578-616): checksum →
+/// structure → **version → signatures** → expiry. The order decides which error a file with
+/// several faults gets, and so whether a delegation is skipped (bad signature, expired) or
+/// fails the update (rollback, bad structure): a rolled-back *and* mis-signed delegation
+/// fails the update, as in Go.
 pub fn load_targets(
     authority: &Authority<'_>,
     snapshot: &LoadedSnapshot,
@@ -427,15 +434,25 @@ pub fn load_targets(
     check_meta(role, bytes, meta, SNAPSHOT)?;
     let env = Envelope::parse(role, bytes)?;
     let canonical = env.canonical_signed(role)?;
-    let signers = verify_threshold(authority, &env, &canonical)?;
-    let targets: Targets = env.typed(role, "Targets")?;
-    let version = wire::version(role, targets.version)?;
-    if let Some(delegations) = &targets.delegations {
-        for child in &delegations.roles {
-            check_delegation_name(role, &child.name)?;
+    let structure = || -> Result<(Targets, u64), TrustError> {
+        let targets: Targets = env.typed(role, "Targets")?;
+        let version = wire::version(role, targets.version)?;
+        if let Some(delegations) = &targets.delegations {
+            check_delegations(role, delegations)?;
         }
-    }
-    check_version(role, version, trusted_version)?;
+        Ok((targets, version))
+    };
+    let (targets, version, signers) = if role == TARGETS {
+        let signers = verify_threshold(authority, &env, &canonical)?;
+        let (targets, version) = structure()?;
+        check_version(role, version, trusted_version)?;
+        (targets, version, signers)
+    } else {
+        let (targets, version) = structure()?;
+        check_version(role, version, trusted_version)?;
+        let signers = verify_threshold(authority, &env, &canonical)?;
+        (targets, version, signers)
+    };
     check_expiry(role, targets.expires.0, now)?;
     let expires = targets.expires.0;
     Ok(LoadedTargets {
@@ -446,32 +463,4 @@ pub fn load_targets(
         expires,
         signers,
     })
-}
-
-/// Delegation names (`tuf/data/roles.go` `IsDelegation`, `targets.go`
-/// `isValidTargetsStructure`): `^[-a-z0-9_/]+$`, shorter than 256 characters, and a direct
-/// child of the role that lists them.
-pub fn check_delegation_name(parent: &str, name: &str) -> Result<(), TrustError> {
-    let invalid = |reason: &str| TrustError::InvalidDelegation {
-        parent: parent.to_owned(),
-        name: name.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if name.len() >= 256 {
-        return Err(invalid("name is 256 characters or longer"));
-    }
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_/".contains(&b))
-    {
-        return Err(invalid("name must match ^[-a-z0-9_/]+$"));
-    }
-    match name
-        .strip_prefix(parent)
-        .and_then(|rest| rest.strip_prefix('/'))
-    {
-        Some(leaf) if !leaf.is_empty() && !leaf.contains('/') => Ok(()),
-        _ => Err(invalid("not a direct child of its parent")),
-    }
 }

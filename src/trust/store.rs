@@ -30,6 +30,11 @@ pub struct TrustedState {
     /// so a refusal can say "revoked" rather than "not signed". Bounded per role.
     #[serde(default)]
     pub revoked: BTreeMap<String, BTreeSet<String>>,
+    /// Per role, when (unix nanoseconds, verification clock) a key rotation last dropped its
+    /// floor (fast-forward recovery, [`floors`](super::floors)). Orders floors across writers
+    /// sharing the directory: a floor recorded before a reset never raises one recorded after.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub floor_resets: BTreeMap<String, u64>,
 }
 
 impl TrustedState {
@@ -85,6 +90,20 @@ impl TrustedState {
         if set.is_empty() {
             self.revoked.remove(role);
         }
+    }
+
+    /// Drops a role's stored copy and version floor because its keys were replaced (the only
+    /// way a floor is ever lowered; see [`floors`](super::floors)).
+    pub fn reset_floor(&mut self, role: &str, at: time::OffsetDateTime) {
+        self.versions.remove(role);
+        self.metadata.remove(role);
+        let at = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
+        let epoch = self.reset_epoch(role).max(at);
+        self.floor_resets.insert(role.to_owned(), epoch);
+    }
+
+    fn reset_epoch(&self, role: &str) -> u64 {
+        self.floor_resets.get(role).copied().unwrap_or(0)
     }
 
     /// Raises (never lowers) a role's recorded version.
@@ -169,11 +188,19 @@ impl StateStore {
                     reason,
                 };
                 // Another process sharing the directory may have recorded higher versions
-                // meanwhile: never write them back down.
+                // meanwhile: never write them back down. A floor recorded before a reset we
+                // made (fast-forward recovery) is stale and must not come back; one recorded
+                // after a later reset by the other writer wins.
                 let mut state = state.clone();
                 if let Ok(Some(current)) = self.load(gun) {
-                    for (role, v) in current.versions {
-                        state.raise_version(&role, v);
+                    for (role, v) in &current.versions {
+                        let (ours, theirs) = (state.reset_epoch(role), current.reset_epoch(role));
+                        if theirs > ours {
+                            state.versions.insert(role.clone(), *v);
+                            state.floor_resets.insert(role.clone(), theirs);
+                        } else if theirs == ours {
+                            state.raise_version(role, *v);
+                        }
                     }
                 }
                 let state = &state;
@@ -269,6 +296,42 @@ mod tests {
             store.load("example.com/other"),
             Err(TrustError::Store { .. })
         ));
+    }
+
+    #[test]
+    fn a_reset_floor_is_not_raised_again_by_a_stale_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::dir(dir.path()).unwrap();
+        let gun = "example.com/app";
+        let mut before = TrustedState::new(gun);
+        before.raise_version("timestamp", 1000);
+        before.raise_version("snapshot", 7);
+        store.save(&before).unwrap();
+
+        // Fast-forward recovery: the timestamp floor is dropped, then the new file accepted.
+        let mut after = before.clone();
+        after.reset_floor("timestamp", time::OffsetDateTime::now_utc());
+        after.raise_version("timestamp", 2);
+        store.save(&after).unwrap();
+        let got = store.load(gun).unwrap().unwrap();
+        assert_eq!(got.version("timestamp"), Some(2));
+        assert_eq!(got.version("snapshot"), Some(7));
+
+        // A writer that never saw the reset cannot bring 1000 back; other floors still merge.
+        let mut stale = before.clone();
+        stale.raise_version("snapshot", 8);
+        store.save(&stale).unwrap();
+        let got = store.load(gun).unwrap().unwrap();
+        assert_eq!(got.version("timestamp"), Some(2));
+        assert_eq!(got.version("snapshot"), Some(8));
+        // And a later writer (same epoch) still only raises.
+        let mut lower = got.clone();
+        lower.versions.insert("timestamp".into(), 1);
+        store.save(&lower).unwrap();
+        assert_eq!(
+            store.load(gun).unwrap().unwrap().version("timestamp"),
+            Some(2)
+        );
     }
 
     #[test]

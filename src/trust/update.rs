@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::OffsetDateTime;
 
+use super::delegation;
 use super::errors::TrustError;
+use super::floors;
 use super::limits::Limits;
 use super::lookup::TrustedRepo;
 use super::pin::TrustPinning;
@@ -17,7 +19,6 @@ use super::roles::{
 };
 use super::source::{FetchError, MetadataSource};
 use super::store::{StateStore, TrustedState};
-use super::verify::Authority;
 use super::wire::{self, FileMeta};
 
 pub(crate) struct Update<'a> {
@@ -29,6 +30,9 @@ pub(crate) struct Update<'a> {
     pub now: OffsetDateTime,
     /// Bytes downloaded so far by this update (bounded by `limits.max_update_bytes`).
     pub downloaded: AtomicU64,
+    /// When this update must be done (`limits.update_deadline` after it started; real time,
+    /// not `now`, which is the verification clock).
+    pub deadline: tokio::time::Instant,
 }
 
 fn fetch_error(role: &str, e: FetchError) -> TrustError {
@@ -66,7 +70,18 @@ impl Update<'_> {
             });
         }
         let limit = limit.min(budget);
-        let bytes = self.source.fetch(self.gun, file, limit).await?;
+        // Slow retrieval: one deadline for the whole update, on top of the source's own
+        // per-request timeouts.
+        let bytes =
+            tokio::time::timeout_at(self.deadline, self.source.fetch(self.gun, file, limit))
+                .await
+                .map_err(|_| FetchError::Unreachable {
+                    file: file.to_owned(),
+                    reason: format!(
+                        "trust update not complete within {:?} (trust_timeout)",
+                        self.limits.update_deadline
+                    ),
+                })??;
         self.downloaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         // Never trust the source to have enforced the bound.
@@ -89,6 +104,15 @@ impl Update<'_> {
         // Pin a newly trusted root at once (as Notary caches each verified role), so a failure
         // further down cannot make the next attempt fall back to first-use trust.
         if state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice()) {
+            // Fast-forward recovery: a rotation that replaced a role's keys drops that role's
+            // stale floor (TUF 5.3.11; `floors`).
+            // The previous root was verified when stored (and again by `update_root`); only
+            // its role table is read here.
+            if let Some(previous) = state.bytes(ROOT) {
+                let previous: wire::Root =
+                    wire::Envelope::parse(ROOT, &previous)?.typed(ROOT, "Root")?;
+                floors::reset_rotated_roles(&mut state, &previous, &root, self.now);
+            }
             state.set_bytes(ROOT, &root.bytes);
             state.raise_version(ROOT, root.version);
             self.store.save(&state)?;
@@ -152,7 +176,11 @@ impl Update<'_> {
             self.now,
         )?;
 
-        let (loaded, skipped) = self.load_delegations(&state, &snapshot, targets).await?;
+        let Delegated {
+            loaded,
+            skipped,
+            resets,
+        } = self.load_delegations(&state, &snapshot, targets).await?;
 
         // Remember tags a role signed before and has since dropped (revocations).
         for (name, t) in &loaded {
@@ -160,7 +188,11 @@ impl Update<'_> {
                 state.note_revocations(name, &tags_of(name, &old), t.targets.targets.keys());
             }
         }
-        // Persist: the trusted root, versions only ever raised, and the verified bytes.
+        // Persist: the trusted root, versions only ever raised (but for floors found stale),
+        // and the verified bytes.
+        for name in &resets {
+            state.reset_floor(name, self.now);
+        }
         state.metadata.clear();
         state.set_bytes(ROOT, &root.bytes);
         state.raise_version(ROOT, root.version);
@@ -323,15 +355,10 @@ impl Update<'_> {
         state: &TrustedState,
         snapshot: &LoadedSnapshot,
         targets: LoadedTargets,
-    ) -> Result<
-        (
-            BTreeMap<String, LoadedTargets>,
-            BTreeMap<String, TrustError>,
-        ),
-        TrustError,
-    > {
+    ) -> Result<Delegated, TrustError> {
         let mut loaded = BTreeMap::from([(TARGETS.to_owned(), targets)]);
         let mut skipped = BTreeMap::new();
+        let mut resets = Vec::new();
         let mut queue = VecDeque::from([TARGETS.to_owned()]);
         while let Some(parent_name) = queue.pop_front() {
             let Some(parent) = loaded.get(&parent_name).cloned() else {
@@ -341,31 +368,47 @@ impl Update<'_> {
                 continue;
             };
             for child in &delegations.roles {
-                if !snapshot.snapshot.meta.contains_key(&child.name)
-                    || loaded.contains_key(&child.name)
-                    || skipped.contains_key(&child.name)
-                {
+                // Only delegations with checksum information in the snapshot are fetched
+                // (`tufclient.go` downloadTargets:223-227, `ChecksumKnown`: some hash or a
+                // length > 0). Others are as if unlisted: invisible to lookups.
+                let Some(meta) = snapshot.snapshot.meta.get(&child.name) else {
+                    continue;
+                };
+                if meta.hashes.is_empty() && meta.length == 0 {
                     continue;
                 }
-                if loaded.len() > self.limits.max_delegations {
+                if loaded.contains_key(&child.name) || skipped.contains_key(&child.name) {
+                    continue;
+                }
+                // The work bound counts every delegation fetched, skipped ones too: a parent
+                // listing thousands of mis-signed children must not cost thousands of fetches.
+                if loaded.len() - 1 + skipped.len() >= self.limits.max_delegations {
                     return Err(TrustError::malformed(&child.name, "too many delegations"));
                 }
-                let authority = Authority {
-                    role: &child.name,
-                    keys: roles::keys_for(&delegations.keys, &child.keyids),
-                    threshold: child.threshold,
-                };
-                let meta = meta_of(&snapshot.snapshot.meta, SNAPSHOT, &child.name)?;
+                let authority = delegation::delegation_authority(&parent_name, delegations, child)?;
                 let bytes = self
                     .consistent_bytes(state, &child.name, meta, SNAPSHOT)
                     .await?;
-                match roles::load_targets(
+                let mut result = roles::load_targets(
                     &authority,
                     snapshot,
                     &bytes,
                     state.version(&child.name),
                     self.now,
-                ) {
+                );
+                // Fast-forward recovery for delegations (`floors`): a floor set by a copy that
+                // the parent's current keys no longer vouch for is stale. Checked only when it
+                // would refuse, so an ordinary update verifies nothing twice.
+                if matches!(result, Err(TrustError::Rollback { .. }))
+                    && state
+                        .bytes(&child.name)
+                        .is_some_and(|stored| floors::is_stale(&authority, &stored))
+                {
+                    tracing::warn!(gun = self.gun, role = %child.name, "the parent replaced this delegation's keys: its version floor is dropped (fast-forward recovery)");
+                    resets.push(child.name.clone());
+                    result = roles::load_targets(&authority, snapshot, &bytes, None, self.now);
+                }
+                match result {
                     Ok(t) => {
                         loaded.insert(child.name.clone(), t);
                         queue.push_back(child.name.clone());
@@ -378,8 +421,20 @@ impl Update<'_> {
                 }
             }
         }
-        Ok((loaded, skipped))
+        Ok(Delegated {
+            loaded,
+            skipped,
+            resets,
+        })
     }
+}
+
+/// What [`Update::load_delegations`] found: roles loaded (with `targets`), roles skipped and
+/// why, and delegations whose stale floor was dropped (fast-forward recovery).
+struct Delegated {
+    loaded: BTreeMap<String, LoadedTargets>,
+    skipped: BTreeMap<String, TrustError>,
+    resets: Vec<String>,
 }
 
 fn meta_of<'m>(

@@ -258,7 +258,7 @@ pub fn exercise_parsers(data: &[u8]) {
             let _ = meta_length("targets", meta);
         }
         for role in t.delegations.iter().flat_map(|d| &d.roles) {
-            let _ = super::roles::check_delegation_name("targets", &role.name);
+            let _ = super::delegation::check_delegation_name("targets", &role.name);
         }
     }
     let _ = env.typed::<Snapshot>("snapshot", "Snapshot");
