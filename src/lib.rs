@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod cache;
 pub mod config;
+pub mod cosign;
 pub mod enforce;
 pub mod limits;
 pub mod metrics;
@@ -22,5 +23,6 @@ pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod server;
+pub mod signatures;
 pub mod trust;
 pub mod upstream;

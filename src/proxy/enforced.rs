@@ -8,6 +8,7 @@ use http::header::HeaderValue;
 use http::Response;
 
 use super::manifest::{self, FetchedManifest};
+use super::signature_io::UpstreamRepo;
 use super::{blob, AppState, ProxyBody, RequestCtx};
 use crate::audit::{self, AuditEvent};
 use crate::cache::CachedManifest;
@@ -24,9 +25,16 @@ pub async fn serve_tag(
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let registry = ctx.upstream_name().to_string();
     let image = format!("{registry}/{repo}");
+    if let Some(signed) = crate::cosign::signed_digest_of_tag(tag.as_str()) {
+        let d = state.enforcer.decide(&registry, repo.as_str());
+        if matches!(d.requirement(), crate::policy::Requirement::Signed(_)) {
+            return super::signature_tags::serve_sig_tag(state, ctx, repo, tag, &signed).await;
+        }
+    }
+    let upstream = UpstreamRepo { state, ctx, repo };
     let (decision, verdict) = state
         .enforcer
-        .tag(&registry, repo.as_str(), tag.as_str())
+        .tag(&registry, repo.as_str(), tag.as_str(), &upstream)
         .await;
     match verdict {
         TagVerdict::Refuse(r) => {
@@ -67,9 +75,13 @@ pub async fn serve_tag(
         }
         TagVerdict::Signed(permit, target) => {
             let digest = Digest::parse(target.digest()).map_err(|_| RegistryError::Internal {
-                context: format!("trust returned a non-canonical digest {}", target.digest()),
+                context: format!(
+                    "a verifier returned a non-canonical digest {}",
+                    target.digest()
+                ),
             })?;
-            let m = fetch_verified(state, ctx, repo, &digest, Some(target.length())).await;
+            let vouched = target.describe();
+            let m = fetch_verified(state, ctx, repo, &digest, target.length()).await;
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -93,7 +105,7 @@ pub async fn serve_tag(
                                 digest: Some(target.digest()),
                                 decision: &decision,
                             },
-                            Some(target.role()),
+                            Some(&vouched),
                             &r,
                         );
                     }
@@ -114,15 +126,14 @@ pub async fn serve_tag(
                     decision: &decision,
                 },
                 &permit,
-                Some(target.role()),
+                Some(&vouched),
             );
             let mut resp = with_warning(manifest::manifest_response(&m, ctx.head()), &permit);
-            if target.from_stored_metadata() {
+            if let Some(until) = target.held_until() {
                 // Serving on held trust data is bounded by that data's expiry, and said out loud.
                 let text = format!(
                     "299 trustgate \"trust server unreachable; verified from held trust data valid until {}\"",
-                    target
-                        .expires()
+                    until
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default()
                 );
@@ -137,15 +148,15 @@ pub async fn serve_tag(
 
 /// A pull by digest that the policy allows: the decision and the permit, or the refusal
 /// (already audited) as an error.
-struct DigestPull {
-    registry: String,
+pub(super) struct DigestPull {
+    pub(super) registry: String,
     image: String,
     digest: String,
     decision: Decision,
-    permit: Permit,
+    pub(super) permit: Permit,
 }
 
-async fn judge_digest_pull(
+pub(super) async fn judge_digest_pull(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,
@@ -354,7 +365,7 @@ fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
 }
 
 /// `Warning: 299 trustgate "<text>"` (RFC 9111 §5.5) when an audit-mode rule was violated.
-fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
+pub(super) fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
     if let Some(w) = permit.warning() {
         let text: String = w
             .chars()
