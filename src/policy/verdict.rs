@@ -42,6 +42,9 @@ pub struct Refusal {
     /// True when trust could not be established because the trust server could not be
     /// asked: a transient condition (503), not a verdict on the image (403).
     pub unavailable: bool,
+    /// The verifier(s) whose answer refused, for the audit event (`None` when no verifier
+    /// was asked).
+    pub verifier: Option<String>,
 }
 
 /// What the tag path does.
@@ -85,6 +88,7 @@ pub fn judge_tag(decision: &Decision, signatures: Option<SignatureOutcome>) -> T
                 .clone()
                 .unwrap_or_else(|| "the policy rejects this image".to_string()),
             unavailable: false,
+            verifier: None,
         },
         (Requirement::Signed(_), Some(Ok(v))) => {
             return TagVerdict::Signed(permit(None, DecisionReason::Ok), v)
@@ -94,6 +98,7 @@ pub fn judge_tag(decision: &Decision, signatures: Option<SignatureOutcome>) -> T
             reason: r.reason,
             message: r.message,
             unavailable: r.unavailable,
+            verifier: Some(r.verifier),
         },
         // Fail closed: a signed rule with no trust answer is never a permit.
         (Requirement::Signed(_), None) => Refusal {
@@ -101,6 +106,7 @@ pub fn judge_tag(decision: &Decision, signatures: Option<SignatureOutcome>) -> T
             reason: DecisionReason::Other,
             message: "trust was not evaluated".to_string(),
             unavailable: false,
+            verifier: None,
         },
     };
     audit_or_refuse(decision, refusal)
@@ -128,6 +134,7 @@ pub fn judge_digest(
                 .clone()
                 .unwrap_or_else(|| "the policy rejects this image".to_string()),
             unavailable: false,
+            verifier: None,
         },
         Requirement::Signed(_) => match decision.digest_pulls() {
             // Docker's semantics: a digest names its content; no signature is needed.
@@ -142,6 +149,7 @@ pub fn judge_digest(
                     "{digest} was not reached through a signed tag, and this rule serves digests only as part of signed images (digest_pulls = \"signed-only\"); pull by a signed tag first"
                 ),
                 unavailable: false,
+                verifier: None,
             },
         },
     };

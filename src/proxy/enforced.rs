@@ -80,7 +80,7 @@ pub async fn serve_tag(
                     target.digest()
                 ),
             })?;
-            let vouched = target.describe();
+            let (roles, verifiers) = (target.identities(), target.verifiers());
             let m = fetch_verified(state, ctx, repo, &digest, target.length()).await;
             let m = match m {
                 Ok(m) => m,
@@ -95,6 +95,7 @@ pub async fn serve_tag(
                             reason: DecisionReason::ContentMismatch,
                             message: e.to_string(),
                             unavailable: false,
+                            verifier: Some(verifiers.clone()),
                         };
                         refused(
                             state,
@@ -105,7 +106,7 @@ pub async fn serve_tag(
                                 digest: Some(target.digest()),
                                 decision: &decision,
                             },
-                            Some(&vouched),
+                            Some(&roles),
                             &r,
                         );
                     }
@@ -126,7 +127,7 @@ pub async fn serve_tag(
                     decision: &decision,
                 },
                 &permit,
-                Some(&vouched),
+                Some((&roles, &verifiers)),
             );
             let mut resp = with_warning(manifest::manifest_response(&m, ctx.head()), &permit);
             if let Some(until) = target.held_until() {
@@ -392,21 +393,31 @@ struct Subject<'a> {
     decision: &'a Decision,
 }
 
-/// The audit event for a pull that is served: a rewrite when a signer role vouched for it, an
-/// audit violation when an audit-mode rule let it through.
+/// The audit event for a pull that is served: a rewrite when verifiers vouched for it
+/// (`vouched` = the roles or keys, and the verifiers), an audit violation when an audit-mode
+/// rule let it through.
 fn allowed(
     state: &AppState,
     ctx: &RequestCtx,
     s: &Subject<'_>,
     permit: &Permit,
-    role: Option<&str>,
+    vouched: Option<(&str, &str)>,
 ) {
     let (outcome, detail) = match permit.warning() {
         Some(w) => (Outcome::AuditViolation, Some(w)),
-        None if role.is_some() => (Outcome::Rewrite, None),
+        None if vouched.is_some() => (Outcome::Rewrite, None),
         None => (Outcome::Allow, None),
     };
-    record(state, ctx, s, role, outcome, permit.reason(), detail);
+    let (role, verifier) = (vouched.map(|v| v.0), vouched.map(|v| v.1));
+    record(
+        state,
+        ctx,
+        s,
+        (role, verifier),
+        outcome,
+        permit.reason(),
+        detail,
+    );
 }
 
 /// The audit event for a refused pull.
@@ -415,7 +426,7 @@ fn refused(state: &AppState, ctx: &RequestCtx, s: &Subject<'_>, role: Option<&st
         state,
         ctx,
         s,
-        role,
+        (role, r.verifier.as_deref()),
         Outcome::Deny,
         r.reason,
         Some(&r.message),
@@ -426,7 +437,7 @@ fn record(
     state: &AppState,
     ctx: &RequestCtx,
     s: &Subject<'_>,
-    role: Option<&str>,
+    (role, verifier): (Option<&str>, Option<&str>),
     outcome: Outcome,
     reason: DecisionReason,
     detail: Option<&str>,
@@ -440,6 +451,7 @@ fn record(
             digest: s.digest,
             rule: s.decision.rule_name(),
             role,
+            verifier,
             outcome,
             reason,
             detail,

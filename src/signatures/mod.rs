@@ -106,6 +106,20 @@ impl Verified {
             .collect::<Vec<_>>()
             .join(" + ")
     }
+    /// The roles or keys that vouched, e.g. `targets/releases` (for audit events' `role`).
+    pub fn identities(&self) -> String {
+        let ids: Vec<&str> = self.vouchers.iter().map(|v| v.identity.as_str()).collect();
+        ids.join(" + ")
+    }
+    /// The verifiers that vouched, e.g. `dct (notary) + release (cosign)`.
+    pub fn verifiers(&self) -> String {
+        let names: Vec<String> = self
+            .vouchers
+            .iter()
+            .map(|v| format!("{} ({})", v.verifier, v.system))
+            .collect();
+        names.join(" + ")
+    }
     pub fn held_until(&self) -> Option<OffsetDateTime> {
         self.held_until
     }
@@ -114,7 +128,7 @@ impl Verified {
 /// Why a verifier (or the combination) does not vouch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// The verifier that refused; empty for a combination's summary.
+    /// The verifier that refused (for `any_of`, every verifier asked, comma-separated).
     pub verifier: String,
     pub reason: DecisionReason,
     pub message: String,
@@ -151,7 +165,7 @@ pub fn none_vouched(mut refusals: Vec<Refusal>) -> Refusal {
         .map(|r| format!("{}: {}", r.verifier, r.message))
         .collect();
     Refusal {
-        verifier: String::new(),
+        verifier: names.join(", "),
         reason,
         message: format!(
             "none of the verifiers [{}] vouches for it (any of them would do): {}",
@@ -187,7 +201,7 @@ pub fn all_agree(proofs: Vec<Verified>) -> Result<Verified, Refusal> {
         let length_conflict = matches!((acc.length, p.length), (Some(a), Some(b)) if a != b);
         if p.digest != acc.digest || length_conflict {
             return Err(Refusal {
-                verifier: String::new(),
+                verifier: format!("{} + {}", acc.verifiers(), p.verifiers()),
                 reason: DecisionReason::SignedByUnacceptedRole,
                 message: format!(
                     "the verifiers disagree: {} vouches for {}{}, but {} vouches for {}{}; all of them must vouch for the same digest",
