@@ -271,6 +271,10 @@ fn explain_names_the_rule_and_what_it_requires() {
     assert!(out.contains("why:          rules[0] \"org images\" (scope r.io/org/**) matches r.io/org/app; it wins over rules[1]"), "{out}");
     assert!(out.contains("requirement:  signed"), "{out}");
     assert!(
+        out.contains("signed by:  rules[0]\n  verifier rules[0] (notary):"),
+        "{out}"
+    );
+    assert!(
         out.contains("trust server: local (http://127.0.0.1:4443/)"),
         "{out}"
     );

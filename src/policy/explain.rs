@@ -95,7 +95,11 @@ pub fn explain(policy: &Policy, image: &str) -> Result<String, String> {
         }
         Requirement::Signed(s) => {
             let names: Vec<&str> = s.verifiers().iter().map(|v| v.name()).collect();
-            let _ = writeln!(out, "  signed by:  {} [{}]", s.combine(), names.join(", "));
+            let how = match names.as_slice() {
+                [one] => one.to_string(),
+                _ => format!("{} [{}]", s.combine(), names.join(", ")),
+            };
+            let _ = writeln!(out, "  signed by:  {how}");
             for v in s.verifiers() {
                 let _ = writeln!(out, "  verifier {} ({}):", v.name(), v.type_name());
                 verifier(&mut out, v, &img);
