@@ -175,6 +175,15 @@ async fn cosign_signed_tags_are_served_by_digest_and_others_refused_with_the_rea
         payload["critical"]["image"]["docker-manifest-digest"],
         signed.digest.as_str()
     );
+    // The artifact is unsigned: what else it names (its config) vouches for nothing.
+    let config_digest = m["config"]["digest"].as_str().unwrap();
+    let config = stack
+        .http()
+        .get(stack.url(&format!("/v2/cs/app/blobs/{config_digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 403);
     let never = block_in_place(|| {
         skopeo_inspect_raw(
             &stack.via_proxy("cs/app", &format!(":{}", sig_tag(&rogue.digest))),

@@ -6,8 +6,9 @@
 //! allowed, or under `signed-only` reached through a verified tag), and only if it is a
 //! signature artifact: an image manifest (not an index) whose every layer is a simple-signing
 //! payload. A runnable image pushed under a `.sig` tag name is refused, so the name cannot
-//! smuggle unsigned content past the rule. Its config and payload blobs become pullable under
-//! `signed-only`; nothing else it names does (its `subject`, if any, vouches for nothing).
+//! smuggle unsigned content past the rule. Its payload blobs become pullable under
+//! `signed-only` (what `cosign verify` and containers/image read); nothing else it names does —
+//! not its config, not its `subject` — since the artifact itself is unsigned.
 
 use http::header::HeaderValue;
 use http::Response;
@@ -73,7 +74,7 @@ pub async fn serve_sig_tag(
     Ok(with_warning(manifest_response(&m, ctx.head()), &p.permit))
 }
 
-/// The config and layer digests of a signature artifact; `None` if `bytes` is anything else.
+/// The payload (layer) digests of a signature artifact; `None` if `bytes` is anything else.
 fn signature_artifact_blobs(bytes: &[u8]) -> Option<Vec<String>> {
     let m = oci_spec::image::ImageManifest::from_reader(bytes).ok()?;
     if m.layers().is_empty()
@@ -83,9 +84,7 @@ fn signature_artifact_blobs(bytes: &[u8]) -> Option<Vec<String>> {
     {
         return None;
     }
-    let mut out = vec![m.config().digest().to_string()];
-    out.extend(m.layers().iter().map(|l| l.digest().to_string()));
-    Some(out)
+    Some(m.layers().iter().map(|l| l.digest().to_string()).collect())
 }
 
 fn media_type_of(bytes: &[u8]) -> Option<String> {
@@ -113,11 +112,8 @@ mod tests {
             )
         };
         let ok = m("application/vnd.dev.cosign.simplesigning.v1+json");
-        // The subject is not made pullable.
-        assert_eq!(
-            signature_artifact_blobs(ok.as_bytes()),
-            Some(vec![d("a"), d("b")])
-        );
+        // Neither the config nor the subject is made pullable.
+        assert_eq!(signature_artifact_blobs(ok.as_bytes()), Some(vec![d("b")]));
         let image = m("application/vnd.oci.image.layer.v1.tar+gzip");
         assert_eq!(signature_artifact_blobs(image.as_bytes()), None);
         let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
