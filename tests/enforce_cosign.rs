@@ -299,4 +299,21 @@ async fn any_of_needs_one_verifier_and_all_of_needs_every_one_for_the_same_diges
         "{}",
         out.run.output()
     );
+    // The metrics name the signature systems that answered, and how.
+    let m = stack.proxy.state.metrics.render();
+    for (system, result) in [
+        ("notary", "verified"),
+        ("cosign", "verified"),
+        ("notary", "refused"),
+        ("cosign", "refused"),
+    ] {
+        let line =
+            format!("trustgate_verifications_total{{system=\"{system}\",result=\"{result}\"}} ");
+        let n: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "{line} is 0:\n{m}");
+    }
 }

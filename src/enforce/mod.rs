@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::cache::{TagCache, TagCacheSettings};
 use crate::cosign::fetch::Registry;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, VerificationResult, VerifierSystem};
 use crate::policy::{
     judge_digest, judge_tag, signed_requirement, Combine, Decision, PolicyHandle, SignatureOutcome,
     SignedRequirement, TagVerdict, VerifierKind,
@@ -119,6 +119,16 @@ impl Enforcer {
                         .await
                 }
             };
+            let system = match v.kind() {
+                VerifierKind::Notary(_) => VerifierSystem::Notary,
+                VerifierKind::Cosign(_) => VerifierSystem::Cosign,
+            };
+            let result = match &answer {
+                Ok(_) => VerificationResult::Verified,
+                Err(r) if r.unavailable => VerificationResult::Unavailable,
+                Err(_) => VerificationResult::Refused,
+            };
+            self.metrics.record_verification(system, result);
             match (req.combine(), answer) {
                 (Combine::AnyOf, Ok(p)) => return Ok(p),
                 (Combine::AnyOf, Err(r)) => refusals.push(r),
