@@ -22,6 +22,8 @@ pub struct AuditEvent<'a> {
     pub rule: &'a str,
     /// The signer role whose signature was accepted, or that was found but not accepted.
     pub role: Option<&'a str>,
+    /// The policy verifier(s) that vouched (`release (cosign)`) or refused (`release`).
+    pub verifier: Option<&'a str>,
     pub outcome: Outcome,
     pub reason: DecisionReason,
     /// The human-readable explanation sent to the client, if any.
@@ -36,17 +38,18 @@ pub fn record(metrics: &Metrics, event: &AuditEvent<'_>) {
     let tag = event.tag.unwrap_or_default();
     let digest = event.digest.unwrap_or_default();
     let role = event.role.unwrap_or_default();
+    let verifier = event.verifier.unwrap_or_default();
     let detail = event.detail.unwrap_or_default();
     let (outcome, reason) = (event.outcome.label(), event.reason.label());
     match event.outcome {
         Outcome::Allow | Outcome::Rewrite => tracing::info!(
             target: "audit",
-            client, image = event.image, tag, digest, rule = event.rule, role, outcome, reason,
+            client, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
             detail, "pull decision"
         ),
         Outcome::Deny | Outcome::AuditViolation => tracing::warn!(
             target: "audit",
-            client, image = event.image, tag, digest, rule = event.rule, role, outcome, reason,
+            client, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
             detail, "pull decision"
         ),
     }
@@ -98,6 +101,7 @@ mod tests {
                     digest: None,
                     rule: "policy.toml:12 registry.test/**",
                     role: None,
+                    verifier: None,
                     outcome: Outcome::Deny,
                     reason: DecisionReason::TagNotSigned,
                     detail: Some("tag 1.0 of registry.test/app is not signed"),
@@ -136,6 +140,7 @@ mod tests {
                     digest: Some("sha256:0123"),
                     rule: "default",
                     role: Some("targets/releases"),
+                    verifier: Some("rules[0] (notary)"),
                     outcome: Outcome::Rewrite,
                     reason: DecisionReason::Ok,
                     detail: None,

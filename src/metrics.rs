@@ -102,6 +102,26 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// Which signature system a policy verifier uses (verifier *names* are the audit log's).
+    VerifierSystem {
+        Notary => "notary",
+        Cosign => "cosign",
+    }
+);
+
+label_enum!(
+    /// One verifier's answer for one pull.
+    VerificationResult {
+        /// It vouched for a digest.
+        Verified => "verified",
+        /// It did not (unsigned, wrong key, invalid, another digest, ...).
+        Refused => "refused",
+        /// It could not be asked (trust server or registry unreachable).
+        Unavailable => "unavailable",
+    }
+);
+
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 fn status_class(status: u16) -> usize {
@@ -127,6 +147,7 @@ pub struct Metrics {
     trust_cache: [AtomicU64; 2],
     policy_reloads: [AtomicU64; 2],
     content_cache: [[AtomicU64; 2]; 2],
+    verifications: Box<[AtomicU64]>,
 }
 
 impl Default for Metrics {
@@ -144,6 +165,7 @@ impl Metrics {
             trust_cache: Default::default(),
             policy_reloads: Default::default(),
             content_cache: Default::default(),
+            verifications: counters(VerifierSystem::ALL.len() * VerificationResult::ALL.len()),
         }
     }
 
@@ -187,6 +209,17 @@ impl Metrics {
 
     pub fn content_cache_count(&self, kind: ContentKind, hit: bool) -> u64 {
         self.content_cache[kind.index()][usize::from(hit)].load(Ordering::Relaxed)
+    }
+
+    /// Counts one verifier's answer (a rule with several verifiers asks each in turn).
+    pub fn record_verification(&self, system: VerifierSystem, result: VerificationResult) {
+        self.verifications[system.index() * VerificationResult::ALL.len() + result.index()]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn verification_count(&self, system: VerifierSystem, result: VerificationResult) -> u64 {
+        self.verifications[system.index() * VerificationResult::ALL.len() + result.index()]
+            .load(Ordering::Relaxed)
     }
 
     /// Counts a policy (re)load attempt; a refused reload leaves the old policy in force.
@@ -272,6 +305,20 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "trustgate_content_cache_lookups_total{{kind=\"{k}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        header(
+            &mut out,
+            "trustgate_verifications_total",
+            "Answers of policy verifiers, by signature system and result.",
+        );
+        for &v in VerifierSystem::ALL {
+            for &r in VerificationResult::ALL {
+                let n = self.verification_count(v, r);
+                let _ = writeln!(
+                    out,
+                    "trustgate_verifications_total{{system=\"{v}\",result=\"{r}\"}} {n}"
                 );
             }
         }
@@ -371,6 +418,6 @@ mod tests {
                 assert!(value.parse::<u64>().is_ok(), "{line}");
             }
         }
-        assert_eq!(declared.len(), 6);
+        assert_eq!(declared.len(), 7);
     }
 }

@@ -114,7 +114,9 @@ fn kubernetes_policy_and_config_load_with_trustgate_itself() {
     match d.requirement() {
         trustgate::policy::Requirement::Signed(s) => {
             assert_eq!(
-                s.gun("docker.io", "library/alpine"),
+                s.notary()
+                    .expect("a Notary verifier")
+                    .gun("docker.io", "library/alpine"),
                 "docker.io/library/alpine"
             )
         }

@@ -184,6 +184,7 @@ tofu = false
     let Requirement::Signed(s) = d.requirement() else {
         panic!("{:?}", d.requirement())
     };
+    let s = s.notary().expect("a Notary verifier");
     assert_eq!(
         s.trust_server().name(),
         "local",
@@ -204,6 +205,7 @@ tofu = false
     let Requirement::Signed(s) = d.requirement() else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     assert_eq!(
         s.gun("hub.io", "library/alpine"),
         "docker.io/library/alpine"
@@ -229,6 +231,7 @@ fn several_trust_servers_are_selected_by_name() {
     let Requirement::Signed(s) = p.decide("r.io", "x").requirement().clone() else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     assert_eq!(s.trust_server().url().as_str(), "https://b.example.com/");
     let settings = s
         .trust_server()
@@ -267,6 +270,10 @@ fn explain_names_the_rule_and_what_it_requires() {
     );
     assert!(out.contains("why:          rules[0] \"org images\" (scope r.io/org/**) matches r.io/org/app; it wins over rules[1]"), "{out}");
     assert!(out.contains("requirement:  signed"), "{out}");
+    assert!(
+        out.contains("signed by:  rules[0]\n  verifier rules[0] (notary):"),
+        "{out}"
+    );
     assert!(
         out.contains("trust server: local (http://127.0.0.1:4443/)"),
         "{out}"
@@ -334,10 +341,12 @@ fn dotted_keys_and_full_tables_are_equivalent() {
     let Requirement::Signed(a) = p.decide("r.io", "a").requirement().clone() else {
         panic!()
     };
+    let a = a.notary().expect("a Notary verifier");
     assert!(!a.pinning().tofu());
     let Requirement::Signed(b) = p.decide("r.io", "b").requirement().clone() else {
         panic!()
     };
+    let b = b.notary().expect("a Notary verifier");
     assert!(
         matches!(b.pinning().pin_for("r.io/b"), trustgate::policy::Pin::Certs(c) if c.len() == 1)
     );

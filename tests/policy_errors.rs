@@ -41,7 +41,7 @@ colour = "blue"
             r#"policy.toml:7: rules[0].mode: expected "enforce" or "audit", found "enforcing""#,
             r#"policy.toml:11: rules[1].require: expected "allow", "reject" or "signed", found "alow""#,
             r#"policy.toml:16: rules[2].digest_pulls: expected "allow" or "signed-only", found "signed_only""#,
-            r#"policy.toml:17: rules[2].colour: unknown key; expected one of name, scope, require, message, mode, digest_pulls, trust_server, gun, roles, require_all, pinning"#,
+            r#"policy.toml:17: rules[2].colour: unknown key; expected one of name, scope, require, message, mode, digest_pulls, trust_server, gun, roles, require_all, pinning, signed_by"#,
         ]
     );
 }
@@ -52,7 +52,7 @@ fn unknown_keys_everywhere_are_errors() {
         "versoin = 1\n[trust_servers.local]\nurl = \"http://127.0.0.1:4443\"\nuser = \"x\"\n[default]\nrequire = \"signed\"\n[default.pinning]\ntofu = false\ncerts = {}\n",
     );
     assert_eq!(e.len(), 3, "{e:#?}");
-    assert!(e[0].starts_with("policy.toml:1: versoin: unknown key; expected one of version, trust_servers, default, rules"), "{}", e[0]);
+    assert!(e[0].starts_with("policy.toml:1: versoin: unknown key; expected one of version, trust_servers, verifiers, default, rules"), "{}", e[0]);
     assert!(
         e[1].starts_with("policy.toml:4: trust_servers.local.user: unknown key"),
         "{}",
@@ -263,7 +263,7 @@ fn check_file_prints_every_error() {
     let p = path.display();
     assert_eq!(
         out,
-        format!("{p}:3: default.mode: expected \"enforce\" or \"audit\", found \"enforcing\"\n{p}:4: default.extra: unknown key; expected one of require, message, mode, digest_pulls, trust_server, gun, roles, require_all, pinning")
+        format!("{p}:3: default.mode: expected \"enforce\" or \"audit\", found \"enforcing\"\n{p}:4: default.extra: unknown key; expected one of require, message, mode, digest_pulls, trust_server, gun, roles, require_all, pinning, signed_by")
     );
 }
 

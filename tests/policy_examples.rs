@@ -44,6 +44,7 @@ fn embedded_default_is_policy_default_toml_and_requires_signatures() {
         let Requirement::Signed(s) = d.requirement() else {
             panic!("default must be signed, got {:?}", d.requirement());
         };
+        let s = s.notary().expect("a Notary verifier");
         assert_eq!(s.trust_server().url().as_str(), "http://127.0.0.1:4443/");
         assert!(s.trust_server().credentials().is_none());
         assert_eq!(
@@ -67,6 +68,7 @@ fn signed_only_org_example() {
     let Requirement::Signed(s) = d.requirement() else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     assert!(s
         .trust_server()
         .ca_file()
@@ -94,6 +96,7 @@ fn audit_rollout_example() {
     let Requirement::Signed(s) = d.requirement() else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     assert_eq!(
         s.gun("docker.io", "library/alpine"),
         "docker.io/library/alpine"
@@ -119,6 +122,7 @@ fn airgapped_example_pins_roots_and_forbids_tofu() {
     let Requirement::Signed(s) = d.requirement() else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     let creds = s.trust_server().credentials().expect("credentials");
     assert_eq!(creds.username, "trustgate");
     assert_eq!(creds.password, "example-password");
@@ -147,6 +151,7 @@ fn multi_signer_example_requires_all_roles() {
     else {
         panic!()
     };
+    let s = s.notary().expect("a Notary verifier");
     assert_eq!(
         s.roles(),
         &RoleRequirement::AllOf(vec![
@@ -158,4 +163,62 @@ fn multi_signer_example_requires_all_roles() {
     let d = p.decide("registry.example.com", "staging/scratch");
     // Both `staging/**` and `*/scratch` match with two literals; fewer `**` wins.
     assert_eq!(d.rule_name(), "scratch");
+}
+
+#[test]
+fn cosign_migration_example_combines_verifiers() {
+    use trustgate::policy::{Combine, VerifierKind};
+    let p = load("cosign-migration.toml");
+    let names = |image: &str| {
+        let d = p.decide("registry.example.com", image);
+        let Requirement::Signed(s) = d.requirement() else {
+            panic!("{image}: expected signed, got {:?}", d.requirement())
+        };
+        let names: Vec<String> = s.verifiers().iter().map(|v| v.name().to_string()).collect();
+        (d.rule_name().to_string(), s.combine(), names)
+    };
+    assert_eq!(
+        names("apps/web"),
+        (
+            "apps".into(),
+            Combine::AnyOf,
+            vec!["dct".into(), "release".into()]
+        )
+    );
+    assert_eq!(
+        names("payments/api"),
+        (
+            "payments".into(),
+            Combine::AllOf,
+            vec!["dct".into(), "release".into()]
+        )
+    );
+    assert_eq!(names("tools/jq").2, vec!["release".to_string()]);
+    let d = p.decide("registry.example.com", "tools/jq");
+    let Requirement::Signed(s) = d.requirement() else {
+        panic!()
+    };
+    let VerifierKind::Cosign(c) = s.verifiers()[0].kind() else {
+        panic!("release must be a cosign verifier")
+    };
+    assert_eq!(c.keys().len(), 1);
+    assert!(c.keys()[0].path().ends_with("keys/release.pub"));
+    assert!(c.keys()[0].key().fingerprint().starts_with("SHA256:"));
+    let explained = trustgate::policy::explain(&p, "registry.example.com/apps/web:1.0").unwrap();
+    assert!(
+        explained.contains("signed by:  any of [dct, release]"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("verifier release (cosign):"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("key:          ecdsa-p256 SHA256:"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("trust server: notary (https://notary.example.com:4443/)"),
+        "{explained}"
+    );
 }

@@ -466,8 +466,8 @@ fn trickling_server(len: usize, every: StdDuration, lifetime: StdDuration) -> St
 #[tokio::test]
 async fn trickling_trust_server_hits_the_update_deadline_and_fails_closed() {
     use trustgate::enforce::TrustPool;
-    use trustgate::policy::{judge_tag, signed_requirement, Policy, TagVerdict, TrustOutcome};
-    use trustgate::registry::errors::RegistryError;
+    use trustgate::policy::{signed_requirement, Policy};
+    use trustgate::trust::RefusalReason;
 
     let url = trickling_server(
         100_000,
@@ -483,7 +483,7 @@ async fn trickling_trust_server_hits_the_update_deadline_and_fails_closed() {
         StdDuration::from_secs(2)
     );
     let decision = policy.decide("registry.example", "team/app");
-    let req = signed_requirement(&decision).unwrap();
+    let req = signed_requirement(&decision).unwrap().notary().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool = TrustPool::new(dir.path().to_path_buf());
     let client = pool.client(req).unwrap();
@@ -502,17 +502,8 @@ async fn trickling_trust_server_hits_the_update_deadline_and_fails_closed() {
         matches!(&err, TrustError::Unreachable { file, reason } if file == "root.json" && reason.contains("trust_timeout")),
         "{err:?}"
     );
-    let TagVerdict::Refuse(refusal) = judge_tag(&decision, "v1", Some(TrustOutcome::Failed(err)))
-    else {
-        panic!("not refused")
-    };
-    assert!(refusal.unavailable);
-    let e = RegistryError::TrustUnavailable {
-        image: "registry.example/team/app:v1".into(),
-        rule: refusal.rule,
-        reason: refusal.message,
-    };
-    assert_eq!(e.parts().status, http::StatusCode::SERVICE_UNAVAILABLE);
+    // Unreachable is what the enforcer answers with 503 (fail closed, transient).
+    assert_eq!(err.reason(), RefusalReason::Unreachable, "{err:?}");
 }
 
 /// The same deadline with stored, still-valid trust data: it answers (Notary's rule for an

@@ -1,27 +1,31 @@
-//! Enforcement: joins the policy and the trust client for one pull.
+//! Enforcement: joins the policy and the verifiers for one pull.
 //!
-//! For a tag: `policy.decide` names the rule; for a `signed` rule the tag is resolved through
-//! verified trust data (cached per tag, single-flight, never past the metadata's expiry) to
-//! the digest its publisher signed; `policy::judge_tag` turns that into a verdict. For a
+//! For a tag: `policy.decide` names the rule; for a `signed` rule each of its verifiers is
+//! asked — Notary v1 resolves the tag through verified trust data (`notary.rs`), cosign checks
+//! the signatures of the digest the tag resolves to at the upstream (`cosign.rs`) — and their
+//! answers are combined as the rule says (`signatures::none_vouched` / `all_agree`) into one
+//! [`crate::signatures::Verified`]; `policy::judge_tag` turns that into a verdict. For a
 //! digest: `policy::judge_digest`, which for `digest_pulls = "signed-only"` asks whether the
 //! digest was reached through a verified tag — recorded here when signed manifests are served
 //! (the manifest itself, the child manifests of an index, its config and layers).
 
+mod cosign;
+mod notary;
 mod reached;
 mod trust_pool;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
-use crate::cache::{TagCache, TagCacheSettings, TagKey};
-use crate::metrics::Metrics;
+use crate::cache::{TagCache, TagCacheSettings};
+use crate::cosign::fetch::Registry;
+use crate::metrics::{Metrics, VerificationResult, VerifierSystem};
 use crate::policy::{
-    judge_digest, judge_tag, signed_requirement, Decision, PolicyHandle, RoleRequirement,
-    SignedRequirement, TagVerdict, TrustOutcome,
+    judge_digest, judge_tag, signed_requirement, Combine, Decision, PolicyHandle, SignatureOutcome,
+    SignedRequirement, TagVerdict, VerifierKind,
 };
-use crate::trust::{TrustClient, TrustError, VerifiedTarget};
+use crate::signatures;
+use crate::trust::{TrustError, VerifiedTarget};
 pub use trust_pool::{PoolError, TrustPool};
 
 /// Why a resolution failed, shared between the callers that waited on it.
@@ -37,6 +41,7 @@ pub struct Enforcer {
     tags: TagCache<VerifiedTarget>,
     /// `registry/repository@digest` of everything reached through a verified tag.
     reached: reached::ReachedSet,
+    cosign: cosign::CosignResults,
     pub metrics: Arc<Metrics>,
 }
 
@@ -56,6 +61,7 @@ impl Enforcer {
             pool: TrustPool::new(state_dir.clone()),
             tags: TagCache::new(cache, |t: &VerifiedTarget| t.expires()),
             reached: reached::ReachedSet::new(state_dir.join("reached"), REACHED_TTL),
+            cosign: cosign::CosignResults::new(),
             metrics,
         }
     }
@@ -64,15 +70,76 @@ impl Enforcer {
         self.policy.current().decide(registry, repository)
     }
 
-    /// The verdict on a pull of `registry/repository:tag`.
-    pub async fn tag(&self, registry: &str, repository: &str, tag: &str) -> (Decision, TagVerdict) {
+    /// The verdict on a pull of `registry/repository:tag`; `upstream` reads the repository
+    /// for verifiers that look at the registry (cosign).
+    pub async fn tag<R: Registry>(
+        &self,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+        upstream: &R,
+    ) -> (Decision, TagVerdict) {
+        let generation = self.policy.generation();
         let decision = self.decide(registry, repository);
         let outcome = match signed_requirement(&decision) {
             None => None,
-            Some(req) => Some(self.resolve(req, registry, repository, tag).await),
+            Some(req) => Some(
+                self.signatures(req, generation, registry, repository, tag, upstream)
+                    .await,
+            ),
         };
-        let verdict = judge_tag(&decision, tag, outcome);
+        let verdict = judge_tag(&decision, outcome);
         (decision, verdict)
+    }
+
+    /// Asks the rule's verifiers in order: `any_of` stops at the first that vouches,
+    /// `all_of` at the first that does not.
+    async fn signatures<R: Registry>(
+        &self,
+        req: &SignedRequirement,
+        generation: u64,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+        upstream: &R,
+    ) -> SignatureOutcome {
+        // The tag's digest at the upstream, resolved at most once per pull.
+        let resolved = tokio::sync::OnceCell::new();
+        let total = req.verifiers().len();
+        let mut proofs = Vec::new();
+        let mut refusals = Vec::new();
+        for v in req.verifiers() {
+            let answer = match v.kind() {
+                VerifierKind::Notary(n) => {
+                    self.notary(v.name(), n, registry, repository, tag).await
+                }
+                VerifierKind::Cosign(c) => {
+                    let digest = resolved.get_or_init(|| upstream.resolve_tag(tag)).await;
+                    self.cosign(v.name(), generation, c, tag, digest, upstream)
+                        .await
+                }
+            };
+            let system = match v.kind() {
+                VerifierKind::Notary(_) => VerifierSystem::Notary,
+                VerifierKind::Cosign(_) => VerifierSystem::Cosign,
+            };
+            let result = match &answer {
+                Ok(_) => VerificationResult::Verified,
+                Err(r) if r.unavailable => VerificationResult::Unavailable,
+                Err(_) => VerificationResult::Refused,
+            };
+            self.metrics.record_verification(system, result);
+            match (req.combine(), answer) {
+                (Combine::AnyOf, Ok(p)) => return Ok(p),
+                (Combine::AnyOf, Err(r)) => refusals.push(r),
+                (Combine::AllOf, Ok(p)) => proofs.push(p),
+                (Combine::AllOf, Err(r)) => return Err(signatures::one_refused(total, r)),
+            }
+        }
+        match req.combine() {
+            Combine::AnyOf => Err(signatures::none_vouched(refusals)),
+            Combine::AllOf => signatures::all_agree(proofs),
+        }
     }
 
     /// The verdict on a pull of `registry/repository@digest` (manifest or blob).
@@ -110,109 +177,21 @@ impl Enforcer {
         }
     }
 
+    /// Records exactly `digests` as reached (no children): what a served signature artifact
+    /// names, whose own references must not vouch for anything.
+    pub async fn mark_reached_exactly(&self, registry: &str, repository: &str, digests: &[String]) {
+        for d in digests {
+            self.reached
+                .mark(reached_key(registry, repository, d))
+                .await;
+        }
+    }
+
     /// Whether `digest` was reached through a verified tag.
     pub async fn was_reached(&self, registry: &str, repository: &str, digest: &str) -> bool {
         self.reached
             .contains(&reached_key(registry, repository, digest))
             .await
-    }
-
-    async fn resolve(
-        &self,
-        req: &SignedRequirement,
-        registry: &str,
-        repository: &str,
-        tag: &str,
-    ) -> TrustOutcome {
-        let client = match self.pool.client(req) {
-            Ok(c) => c,
-            Err(e) => {
-                return TrustOutcome::Failed(TrustError::Refused {
-                    file: "-".to_string(),
-                    reason: e.to_string(),
-                })
-            }
-        };
-        let gun = req.gun(registry, repository);
-        let key = TagKey {
-            trust_server: req.trust_server().url().to_string(),
-            gun: gun.clone(),
-            tag: tag.to_string(),
-            roles: req.roles().roles().to_vec(),
-            all_roles_required: matches!(req.roles(), RoleRequirement::AllOf(_)),
-        };
-        let roles = req.roles().clone();
-        let tag_owned = tag.to_string();
-        let resolver = move || {
-            let (client, gun, tag, roles) = (
-                client.clone(),
-                gun.clone(),
-                tag_owned.clone(),
-                roles.clone(),
-            );
-            async move { resolve_roles(&client, &gun, &tag, &roles).await }
-        };
-        let cached_before = self.tags.get(&key).await.is_some();
-        self.metrics.record_trust_cache(cached_before);
-        match self.tags.get_or_refresh(key, resolver).await {
-            Ok(t) => TrustOutcome::Verified(t),
-            Err(e) => match e.as_ref() {
-                ResolveError::Trust(t) => {
-                    if t.reason() == crate::trust::RefusalReason::Unreachable {
-                        self.metrics.record_upstream_error(
-                            crate::metrics::Upstream::TrustServer,
-                            crate::metrics::UpstreamFailure::Connect,
-                        );
-                    }
-                    TrustOutcome::Failed(t.clone())
-                }
-                ResolveError::RolesDisagree(d) => TrustOutcome::RolesDisagree { detail: d.clone() },
-            },
-        }
-    }
-}
-
-async fn resolve_roles(
-    client: &TrustClient,
-    gun: &str,
-    tag: &str,
-    roles: &RoleRequirement,
-) -> Result<VerifiedTarget, ResolveError> {
-    match roles {
-        RoleRequirement::FirstOf(roles) => client
-            .resolve(gun, tag, roles)
-            .await
-            .map_err(ResolveError::Trust),
-        RoleRequirement::AllOf(roles) => {
-            let repo = client.repo(gun).await.map_err(ResolveError::Trust)?;
-            let now: OffsetDateTime = client.now();
-            let mut first: Option<VerifiedTarget> = None;
-            for role in roles {
-                let t = repo
-                    .lookup_in_role(tag, role, now)
-                    .map_err(ResolveError::Trust)?;
-                match &first {
-                    None => first = Some(t),
-                    Some(f) if f.digest() == t.digest() && f.length() == t.length() => {}
-                    Some(f) => {
-                        return Err(ResolveError::RolesDisagree(format!(
-                            "roles disagree on tag {tag}: {} signed {} but {} signed {}; every one of [{}] must sign the same digest",
-                            f.role(),
-                            f.digest(),
-                            t.role(),
-                            t.digest(),
-                            roles.join(", ")
-                        )))
-                    }
-                }
-            }
-            first.ok_or_else(|| {
-                ResolveError::Trust(TrustError::TagNotSigned {
-                    gun: gun.to_string(),
-                    tag: tag.to_string(),
-                })
-            })
-        }
     }
 }
 

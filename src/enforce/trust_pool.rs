@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::policy::{SignedRequirement, TrustPinning as PolicyPinning};
+use crate::policy::{NotaryVerifier, TrustPinning as PolicyPinning};
 use crate::trust::fetch::{settings_for, HttpMetadataSource};
 use crate::trust::{CertPin, TrustClient, TrustPinning, TrustSettings};
 
@@ -32,7 +32,7 @@ impl TrustPool {
     }
 
     /// The client for `req`'s trust server and pinning.
-    pub fn client(&self, req: &SignedRequirement) -> Result<Arc<TrustClient>, PoolError> {
+    pub fn client(&self, req: &NotaryVerifier) -> Result<Arc<TrustClient>, PoolError> {
         let server = req.trust_server();
         let pinning = convert_pinning(req.pinning());
         let key = fingerprint(server.url().as_str(), &pinning);

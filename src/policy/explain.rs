@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::model::Requirement;
+use super::model::{Combine, Requirement, Verifier, VerifierKind};
 use super::Policy;
 
 /// An image string as the CLI takes it: `registry/repository[:tag|@digest]`. The first path
@@ -94,18 +94,50 @@ pub fn explain(policy: &Policy, image: &str) -> Result<String, String> {
             }
         }
         Requirement::Signed(s) => {
-            let srv = s.trust_server();
-            let _ = writeln!(out, "  trust server: {} ({})", srv.name(), srv.url());
-            let gun = s.gun(&img.registry, &img.repository);
-            let _ = writeln!(out, "  GUN:          {gun}");
-            let _ = writeln!(out, "  roles:        {}", s.roles());
-            let _ = writeln!(out, "  root trust:   {}", s.pinning().pin_for(&gun));
+            let names: Vec<&str> = s.verifiers().iter().map(|v| v.name()).collect();
+            let how = match names.as_slice() {
+                [one] => one.to_string(),
+                _ => format!("{} [{}]", s.combine(), names.join(", ")),
+            };
+            let _ = writeln!(out, "  signed by:  {how}");
+            for v in s.verifiers() {
+                let _ = writeln!(out, "  verifier {} ({}):", v.name(), v.type_name());
+                verifier(&mut out, v, &img);
+            }
         }
     }
     let _ = writeln!(out, "mode:         {}", d.mode());
     let _ = writeln!(out, "digest pulls: {}", d.digest_pulls());
     let _ = write!(out, "effect:       {}", effect(&d, &img));
     Ok(out)
+}
+
+fn verifier(out: &mut String, v: &Verifier, img: &ImageRef) {
+    match v.kind() {
+        VerifierKind::Notary(n) => {
+            let srv = n.trust_server();
+            let _ = writeln!(out, "  trust server: {} ({})", srv.name(), srv.url());
+            let gun = n.gun(&img.registry, &img.repository);
+            let _ = writeln!(out, "  GUN:          {gun}");
+            let _ = writeln!(out, "  roles:        {}", n.roles());
+            let _ = writeln!(out, "  root trust:   {}", n.pinning().pin_for(&gun));
+        }
+        VerifierKind::Cosign(c) => {
+            let _ = writeln!(
+                out,
+                "  signatures:   simple-signing, tag sha256-<hex>.sig of the digest the tag resolves to; no transparency log"
+            );
+            for k in c.keys() {
+                let _ = writeln!(
+                    out,
+                    "  key:          {} {} ({})",
+                    k.key().algorithm(),
+                    k.key().fingerprint(),
+                    k.path().display()
+                );
+            }
+        }
+    }
 }
 
 fn effect(d: &super::Decision, img: &ImageRef) -> String {
@@ -121,9 +153,15 @@ fn effect(d: &super::Decision, img: &ImageRef) -> String {
             "a pull by digest is served only if that digest was reached through a verified tag"
                 .to_string()
         }
-        (Requirement::Signed(_), false, _) => format!(
-            "tag {:?} is served only as the digest its signers signed",
-            img.tag.as_deref().unwrap_or("latest")
+        (Requirement::Signed(s), false, _) => format!(
+            "tag {:?} is served only as the digest {}",
+            img.tag.as_deref().unwrap_or("latest"),
+            match (s.combine(), s.verifiers().len()) {
+                (_, 1) => "its signers signed",
+                (Combine::AnyOf, _) =>
+                    "that one of the verifiers (asked in this order) vouches for",
+                (Combine::AllOf, _) => "that every verifier vouches for",
+            }
         ),
     };
     match (d.mode(), d.requirement()) {

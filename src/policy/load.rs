@@ -7,13 +7,13 @@ use std::sync::Arc;
 use super::error::{PolicyErrorKind, PolicyErrors};
 use super::matcher::ScopePattern;
 use super::model::{
-    DigestPulls, GunTemplate, Mode, Requirement, RoleRequirement, Rule, RuleId, SignedRequirement,
-    TrustPinning, TrustServer,
+    Combine, DigestPulls, GunTemplate, Mode, NotaryVerifier, Requirement, RoleRequirement, Rule,
+    RuleId, SignedRequirement, TrustPinning, TrustServer, Verifier, VerifierKind,
 };
 use super::raw::{Ctx, Field, Node, TableReader};
 use super::Policy;
 
-const TOP_KEYS: &[&str] = &["version", "trust_servers", "default", "rules"];
+const TOP_KEYS: &[&str] = &["version", "trust_servers", "verifiers", "default", "rules"];
 pub(super) const SERVER_KEYS: &[&str] = &[
     "url",
     "ca_file",
@@ -34,6 +34,7 @@ const RULE_KEYS: &[&str] = &[
     "roles",
     "require_all",
     "pinning",
+    "signed_by",
 ];
 const DEFAULT_KEYS: &[&str] = &[
     "require",
@@ -45,9 +46,20 @@ const DEFAULT_KEYS: &[&str] = &[
     "roles",
     "require_all",
     "pinning",
+    "signed_by",
 ];
 pub(super) const PINNING_KEYS: &[&str] = &["tofu", "ca", "root_certs"];
-const SIGNED_ONLY_KEYS: &[&str] = &["trust_server", "gun", "roles", "require_all", "pinning"];
+const SIGNED_ONLY_KEYS: &[&str] = &[
+    "trust_server",
+    "gun",
+    "roles",
+    "require_all",
+    "pinning",
+    "signed_by",
+];
+/// A rule's inline Notary fields: they define the rule's own Notary verifier, so they cannot
+/// be combined with `signed_by` (which names `[verifiers]`).
+pub(super) const NOTARY_KEYS: &[&str] = &["trust_server", "gun", "roles", "require_all", "pinning"];
 
 pub(crate) const DEFAULT_GUN: &str = "{registry}/{repository}";
 
@@ -94,11 +106,12 @@ impl Builder<'_> {
             }
         }
         let servers = self.trust_servers(&top);
+        let verifiers = self.verifiers(&top, &servers);
         let default = match top.get("default") {
             Some(f) => self
                 .ctx
                 .table(f, Some(DEFAULT_KEYS))
-                .and_then(|t| self.rule(&t, RuleId::Default, &servers)),
+                .and_then(|t| self.rule(&t, RuleId::Default, &servers, &verifiers)),
             // Fail closed: an image no rule covers is refused unless the file says otherwise.
             None => Some(Rule {
                 id: RuleId::Default,
@@ -115,7 +128,7 @@ impl Builder<'_> {
         if let Some(f) = top.get("rules") {
             if let Some(tables) = self.ctx.tables(f, RULE_KEYS) {
                 for (i, t) in tables.iter().enumerate() {
-                    if let Some(r) = self.rule(t, RuleId::Rule(i), &servers) {
+                    if let Some(r) = self.rule(t, RuleId::Rule(i), &servers, &verifiers) {
                         let line_of = |k: &str| t.get(k).and_then(|f| f.line).or(t.line);
                         rules.push((r, line_of("scope"), line_of("name")));
                     }
@@ -170,6 +183,7 @@ impl Builder<'_> {
         t: &TableReader<'_>,
         id: RuleId,
         servers: &BTreeMap<String, Arc<TrustServer>>,
+        verifiers: &BTreeMap<String, Arc<Verifier>>,
     ) -> Option<Rule> {
         let mut ok = true;
         let scope = match (id, t.get("scope")) {
@@ -285,7 +299,9 @@ impl Builder<'_> {
         let requirement = match kind {
             Kind::Allow => Some(Requirement::Allow),
             Kind::Reject => Some(Requirement::Reject { message }),
-            Kind::Signed => self.signed(t, servers).map(Requirement::Signed),
+            Kind::Signed => self
+                .signed(t, id, servers, verifiers)
+                .map(Requirement::Signed),
         };
         if !ok {
             return None;
@@ -328,11 +344,48 @@ impl Builder<'_> {
         }
     }
 
+    /// `require = "signed"`: the verifiers `signed_by` names, or else the rule's own Notary
+    /// verifier from its inline fields (what every policy written before `[verifiers]` means).
     fn signed(
         &mut self,
         t: &TableReader<'_>,
+        id: RuleId,
         servers: &BTreeMap<String, Arc<TrustServer>>,
+        verifiers: &BTreeMap<String, Arc<Verifier>>,
     ) -> Option<SignedRequirement> {
+        let Some(f) = t.get("signed_by") else {
+            let notary = self.notary(t, servers)?;
+            return Some(SignedRequirement {
+                combine: Combine::AnyOf,
+                verifiers: vec![Arc::new(Verifier {
+                    name: id.to_string(),
+                    kind: VerifierKind::Notary(notary),
+                })],
+            });
+        };
+        let mut ok = true;
+        for key in NOTARY_KEYS {
+            if let Some(g) = t.get(key) {
+                let reason = "the rule names its verifiers with `signed_by`; put Notary settings in a [verifiers.<name>] table with type = \"notary\"".to_string();
+                self.ctx
+                    .push(g.line, &g.path, PolicyErrorKind::Conflict { reason });
+                ok = false;
+            }
+        }
+        let signed_by = self.signed_by(f, verifiers);
+        if !ok {
+            return None;
+        }
+        signed_by
+    }
+
+    /// The Notary v1 verifier described by `t`'s `trust_server`, `gun`, `roles` or
+    /// `require_all`, and `pinning` (a rule's inline fields or a `type = "notary"` table).
+    pub(super) fn notary(
+        &mut self,
+        t: &TableReader<'_>,
+        servers: &BTreeMap<String, Arc<TrustServer>>,
+    ) -> Option<NotaryVerifier> {
         let server = match t.get("trust_server") {
             Some(f) => self
                 .ctx
@@ -384,7 +437,7 @@ impl Builder<'_> {
             }),
             Some(f) => self.pinning(f),
         };
-        Some(SignedRequirement {
+        Some(NotaryVerifier {
             trust_server: server?,
             gun: gun?,
             roles: roles?,
@@ -461,7 +514,7 @@ fn check_gun(t: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn expected_words<'a>(words: impl Iterator<Item = &'a str>) -> String {
+pub(super) fn expected_words<'a>(words: impl Iterator<Item = &'a str>) -> String {
     let quoted: Vec<String> = words.map(|w| format!("{w:?}")).collect();
     match quoted.as_slice() {
         [] => String::new(),
@@ -470,6 +523,6 @@ fn expected_words<'a>(words: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-fn at_line(line: Option<usize>) -> String {
+pub(super) fn at_line(line: Option<usize>) -> String {
     line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }

@@ -22,6 +22,7 @@ mod raw;
 mod references;
 pub mod reload;
 mod verdict;
+mod verifiers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,12 +32,13 @@ pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{check_file, explain, explain_file, ImageRef};
 pub use matcher::{ScopePattern, Specificity};
 pub use model::{
-    DigestPulls, GunTemplate, Mode, Pin, PinnedCert, Requirement, RoleRequirement, Rule, RuleId,
-    SignedRequirement, TrustPinning, TrustServer,
+    Combine, CosignKey, CosignVerifier, DigestPulls, GunTemplate, Mode, NotaryVerifier, Pin,
+    PinnedCert, Requirement, RoleRequirement, Rule, RuleId, SignedRequirement, TrustPinning,
+    TrustServer, Verifier, VerifierKind,
 };
 pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 pub use verdict::{
-    judge_digest, judge_tag, signed_requirement, Permit, Refusal, TagVerdict, TrustOutcome,
+    judge_digest, judge_tag, signed_requirement, Permit, Refusal, SignatureOutcome, TagVerdict,
 };
 
 /// Origin name used for the built-in policy in messages.

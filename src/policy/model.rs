@@ -100,7 +100,8 @@ pub enum Requirement {
     Allow,
     /// Always refused; the message, if any, is shown to the person who pulled.
     Reject { message: Option<String> },
-    /// Docker Content Trust: the tag must resolve through verified Notary v1 metadata.
+    /// The tag must resolve to a digest that the rule's verifiers vouch for, combined as
+    /// the rule says (`signed_by`); a rule without `signed_by` has one Notary v1 verifier.
     Signed(SignedRequirement),
 }
 
@@ -114,15 +115,127 @@ impl Requirement {
     }
 }
 
+/// `require = "signed"`: which verifiers vouch for a tag, and how their answers combine.
 #[derive(Debug, Clone)]
 pub struct SignedRequirement {
+    pub(crate) combine: Combine,
+    /// Never empty; in the order the policy lists them (`any_of` asks them in this order).
+    pub(crate) verifiers: Vec<Arc<Verifier>>,
+}
+
+impl SignedRequirement {
+    pub fn combine(&self) -> Combine {
+        self.combine
+    }
+    pub fn verifiers(&self) -> &[Arc<Verifier>] {
+        &self.verifiers
+    }
+    /// The first Notary verifier of the rule (a rule without `signed_by` has exactly one).
+    pub fn notary(&self) -> Option<&NotaryVerifier> {
+        self.verifiers.iter().find_map(|v| match &v.kind {
+            VerifierKind::Notary(n) => Some(n),
+            VerifierKind::Cosign(_) => None,
+        })
+    }
+}
+
+/// How the verifiers of a rule combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// One verifier vouching is enough (migration: DCT or cosign). Asked in order; the first
+    /// that verifies decides the digest.
+    AnyOf,
+    /// Every verifier must vouch, all for the same digest.
+    AllOf,
+}
+
+impl fmt::Display for Combine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Combine::AnyOf => "any of",
+            Combine::AllOf => "all of",
+        })
+    }
+}
+
+/// One signature system with its trust roots: a `[verifiers.<name>]` table, or the Notary
+/// verifier a rule's own `trust_server`/`gun`/`roles`/`pinning` fields define.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// The table name, or for a rule's inline Notary verifier the rule's id (`rules[2]`,
+    /// `default`). Unique within a policy; the key of cached verification results.
+    pub(crate) name: String,
+    pub(crate) kind: VerifierKind,
+}
+
+impl Verifier {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn kind(&self) -> &VerifierKind {
+        &self.kind
+    }
+    /// `notary` or `cosign`.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            VerifierKind::Notary(_) => "notary",
+            VerifierKind::Cosign(_) => "cosign",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum VerifierKind {
+    /// Docker Content Trust: the tag resolves through verified Notary v1 metadata.
+    Notary(NotaryVerifier),
+    /// Sigstore cosign, keyed: a simple-signing signature (`sha256-<hex>.sig` tag) over the
+    /// tag's digest by one of these keys. No transparency log (`cosign verify --key
+    /// --insecure-ignore-tlog`); keyless identities come later.
+    Cosign(CosignVerifier),
+}
+
+/// `type = "cosign"`.
+#[derive(Debug, Clone)]
+pub struct CosignVerifier {
+    pub(crate) keys: Vec<CosignKey>,
+}
+
+impl CosignVerifier {
+    pub fn keys(&self) -> &[CosignKey] {
+        &self.keys
+    }
+}
+
+/// A public key read from a PEM file at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignKey {
+    pub(crate) path: PathBuf,
+    pub(crate) key: crate::cosign::PublicKey,
+}
+
+impl CosignKey {
+    /// A trusted key and the file it came from (the loader builds these from `keys`).
+    pub fn new(path: PathBuf, key: crate::cosign::PublicKey) -> CosignKey {
+        CosignKey { path, key }
+    }
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+    pub fn key(&self) -> &crate::cosign::PublicKey {
+        &self.key
+    }
+}
+
+/// `type = "notary"` (or a rule's inline fields): Docker Content Trust.
+#[derive(Debug, Clone)]
+pub struct NotaryVerifier {
     pub(crate) trust_server: Arc<TrustServer>,
     pub(crate) gun: GunTemplate,
     pub(crate) roles: RoleRequirement,
     pub(crate) pinning: TrustPinning,
 }
 
-impl SignedRequirement {
+impl NotaryVerifier {
     pub fn trust_server(&self) -> &Arc<TrustServer> {
         &self.trust_server
     }

@@ -292,6 +292,11 @@ pub(crate) struct Field<'t> {
 }
 
 impl Field<'_> {
+    /// Whether the value is a string (as opposed to a table, array, ...).
+    pub fn item_is_str(&self) -> bool {
+        self.item.as_str().is_some()
+    }
+
     pub fn spanned<T>(&self, value: T) -> Spanned<T> {
         Spanned {
             value,

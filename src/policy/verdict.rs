@@ -2,12 +2,12 @@
 //!
 //! Only this module can build a [`Permit`]; the code that serves content takes one, so a
 //! path that skipped the policy does not compile. A signed tag is served only with a
-//! [`VerifiedTarget`], which only the trust module can build.
+//! [`Verified`], which only a verifier's own proof can build.
 
 use super::decide::Decision;
-use super::model::{DigestPulls, Mode, Requirement, RoleRequirement};
+use super::model::{DigestPulls, Mode, Requirement};
 use crate::metrics::DecisionReason;
-use crate::trust::{RefusalReason, TrustError, VerifiedTarget};
+use crate::signatures::{self, Verified};
 
 /// Proof that the policy allows serving this pull. Carries the warning to send when the rule
 /// is in audit mode and the pull violated it.
@@ -42,6 +42,9 @@ pub struct Refusal {
     /// True when trust could not be established because the trust server could not be
     /// asked: a transient condition (503), not a verdict on the image (403).
     pub unavailable: bool,
+    /// The verifier(s) whose answer refused, for the audit event (`None` when no verifier
+    /// was asked).
+    pub verifier: Option<String>,
 }
 
 /// What the tag path does.
@@ -49,20 +52,9 @@ pub struct Refusal {
 pub enum TagVerdict {
     /// Serve the upstream tag as it is (rule `allow`, or an audit-mode violation).
     Passthrough(Permit),
-    /// Serve exactly this signed target, fetched by its digest.
-    Signed(Permit, VerifiedTarget),
+    /// Serve exactly this verified digest.
+    Signed(Permit, Verified),
     Refuse(Refusal),
-}
-
-/// What trust found for a tag that a `signed` rule governs.
-#[derive(Debug)]
-pub enum TrustOutcome {
-    Verified(VerifiedTarget),
-    Failed(TrustError),
-    /// `require_all`: the roles signed different content for the tag.
-    RolesDisagree {
-        detail: String,
-    },
 }
 
 /// The trust question a `signed` rule asks, if any.
@@ -73,16 +65,19 @@ pub fn signed_requirement(decision: &Decision) -> Option<&super::SignedRequireme
     }
 }
 
-/// Verdict for `GET/HEAD .../manifests/<tag>`. `trust` must be `Some` exactly when the rule
-/// is `signed`; a missing outcome there fails closed.
-pub fn judge_tag(decision: &Decision, tag: &str, trust: Option<TrustOutcome>) -> TagVerdict {
+/// What the rule's verifiers, combined as it says, found for a tag a `signed` rule governs.
+pub type SignatureOutcome = Result<Verified, signatures::Refusal>;
+
+/// Verdict for `GET/HEAD .../manifests/<tag>`. `signatures` must be `Some` exactly when the
+/// rule is `signed`; a missing outcome there fails closed.
+pub fn judge_tag(decision: &Decision, signatures: Option<SignatureOutcome>) -> TagVerdict {
     let rule = decision.rule_name().to_string();
     let permit = |warning: Option<String>, reason| Permit {
         rule: rule.clone(),
         warning,
         reason,
     };
-    let refusal = match (decision.requirement(), trust) {
+    let refusal = match (decision.requirement(), signatures) {
         (Requirement::Allow, _) => {
             return TagVerdict::Passthrough(permit(None, DecisionReason::Ok))
         }
@@ -93,18 +88,17 @@ pub fn judge_tag(decision: &Decision, tag: &str, trust: Option<TrustOutcome>) ->
                 .clone()
                 .unwrap_or_else(|| "the policy rejects this image".to_string()),
             unavailable: false,
+            verifier: None,
         },
-        (Requirement::Signed(_), Some(TrustOutcome::Verified(t))) => {
-            return TagVerdict::Signed(permit(None, DecisionReason::Ok), t)
+        (Requirement::Signed(_), Some(Ok(v))) => {
+            return TagVerdict::Signed(permit(None, DecisionReason::Ok), v)
         }
-        (Requirement::Signed(req), Some(TrustOutcome::Failed(e))) => {
-            trust_refusal(&rule, tag, req.roles(), &e)
-        }
-        (Requirement::Signed(_), Some(TrustOutcome::RolesDisagree { detail })) => Refusal {
+        (Requirement::Signed(_), Some(Err(r))) => Refusal {
             rule: rule.clone(),
-            reason: DecisionReason::SignedByUnacceptedRole,
-            message: detail,
-            unavailable: false,
+            reason: r.reason,
+            message: r.message,
+            unavailable: r.unavailable,
+            verifier: Some(r.verifier),
         },
         // Fail closed: a signed rule with no trust answer is never a permit.
         (Requirement::Signed(_), None) => Refusal {
@@ -112,6 +106,7 @@ pub fn judge_tag(decision: &Decision, tag: &str, trust: Option<TrustOutcome>) ->
             reason: DecisionReason::Other,
             message: "trust was not evaluated".to_string(),
             unavailable: false,
+            verifier: None,
         },
     };
     audit_or_refuse(decision, refusal)
@@ -139,6 +134,7 @@ pub fn judge_digest(
                 .clone()
                 .unwrap_or_else(|| "the policy rejects this image".to_string()),
             unavailable: false,
+            verifier: None,
         },
         Requirement::Signed(_) => match decision.digest_pulls() {
             // Docker's semantics: a digest names its content; no signature is needed.
@@ -153,6 +149,7 @@ pub fn judge_digest(
                     "{digest} was not reached through a signed tag, and this rule serves digests only as part of signed images (digest_pulls = \"signed-only\"); pull by a signed tag first"
                 ),
                 unavailable: false,
+                verifier: None,
             },
         },
     };
@@ -170,42 +167,5 @@ fn audit_or_refuse(decision: &Decision, refusal: Refusal) -> TagVerdict {
             reason: refusal.reason,
             rule: refusal.rule,
         }),
-    }
-}
-
-fn trust_refusal(rule: &str, tag: &str, roles: &RoleRequirement, e: &TrustError) -> Refusal {
-    let (reason, unavailable) = match e.reason() {
-        RefusalReason::NoTrustData => (DecisionReason::NoTrustData, false),
-        RefusalReason::TagNotSigned => (DecisionReason::TagNotSigned, false),
-        RefusalReason::TagRevoked => (DecisionReason::TagRevoked, false),
-        RefusalReason::SignedByUnacceptedRole => (DecisionReason::SignedByUnacceptedRole, false),
-        RefusalReason::Expired => (DecisionReason::Expired, false),
-        RefusalReason::SignatureInvalid => (DecisionReason::SignatureInvalid, false),
-        RefusalReason::Unreachable => (DecisionReason::TrustUnreachable, true),
-        RefusalReason::Other => (DecisionReason::Other, false),
-    };
-    let what = match reason {
-        DecisionReason::NoTrustData => "the repository has no trust data (it was never signed)".to_string(),
-        DecisionReason::TagNotSigned => format!("tag {tag} is not signed by any accepted role ({roles})"),
-        DecisionReason::TagRevoked => format!("tag {tag} was revoked by its publisher"),
-        DecisionReason::SignedByUnacceptedRole => {
-            format!("tag {tag} is signed only by a role the policy does not accept (accepted: {roles})")
-        }
-        DecisionReason::Expired => "the trust data has expired".to_string(),
-        DecisionReason::SignatureInvalid => "the trust data failed verification".to_string(),
-        DecisionReason::TrustUnreachable => {
-            "the trust server is unreachable and no still-valid verified trust data is held (fail closed)".to_string()
-        }
-        DecisionReason::Ok
-        | DecisionReason::PolicyReject
-        | DecisionReason::DigestNotTrusted
-        | DecisionReason::ContentMismatch
-        | DecisionReason::Other => "trust could not be established".to_string(),
-    };
-    Refusal {
-        rule: rule.to_string(),
-        reason,
-        message: format!("{what}: {e}"),
-        unavailable,
     }
 }

@@ -8,6 +8,7 @@ use http::header::HeaderValue;
 use http::Response;
 
 use super::manifest::{self, FetchedManifest};
+use super::signature_io::UpstreamRepo;
 use super::{blob, AppState, ProxyBody, RequestCtx};
 use crate::audit::{self, AuditEvent};
 use crate::cache::CachedManifest;
@@ -24,9 +25,16 @@ pub async fn serve_tag(
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let registry = ctx.upstream_name().to_string();
     let image = format!("{registry}/{repo}");
+    if let Some(signed) = crate::cosign::signed_digest_of_tag(tag.as_str()) {
+        let d = state.enforcer.decide(&registry, repo.as_str());
+        if matches!(d.requirement(), crate::policy::Requirement::Signed(_)) {
+            return super::signature_tags::serve_sig_tag(state, ctx, repo, tag, &signed).await;
+        }
+    }
+    let upstream = UpstreamRepo { state, ctx, repo };
     let (decision, verdict) = state
         .enforcer
-        .tag(&registry, repo.as_str(), tag.as_str())
+        .tag(&registry, repo.as_str(), tag.as_str(), &upstream)
         .await;
     match verdict {
         TagVerdict::Refuse(r) => {
@@ -67,9 +75,13 @@ pub async fn serve_tag(
         }
         TagVerdict::Signed(permit, target) => {
             let digest = Digest::parse(target.digest()).map_err(|_| RegistryError::Internal {
-                context: format!("trust returned a non-canonical digest {}", target.digest()),
+                context: format!(
+                    "a verifier returned a non-canonical digest {}",
+                    target.digest()
+                ),
             })?;
-            let m = fetch_verified(state, ctx, repo, &digest, Some(target.length())).await;
+            let (roles, verifiers) = (target.identities(), target.verifiers());
+            let m = fetch_verified(state, ctx, repo, &digest, target.length()).await;
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -83,6 +95,7 @@ pub async fn serve_tag(
                             reason: DecisionReason::ContentMismatch,
                             message: e.to_string(),
                             unavailable: false,
+                            verifier: Some(verifiers.clone()),
                         };
                         refused(
                             state,
@@ -93,7 +106,7 @@ pub async fn serve_tag(
                                 digest: Some(target.digest()),
                                 decision: &decision,
                             },
-                            Some(target.role()),
+                            Some(&roles),
                             &r,
                         );
                     }
@@ -114,15 +127,14 @@ pub async fn serve_tag(
                     decision: &decision,
                 },
                 &permit,
-                Some(target.role()),
+                Some((&roles, &verifiers)),
             );
             let mut resp = with_warning(manifest::manifest_response(&m, ctx.head()), &permit);
-            if target.from_stored_metadata() {
+            if let Some(until) = target.held_until() {
                 // Serving on held trust data is bounded by that data's expiry, and said out loud.
                 let text = format!(
                     "299 trustgate \"trust server unreachable; verified from held trust data valid until {}\"",
-                    target
-                        .expires()
+                    until
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default()
                 );
@@ -137,15 +149,15 @@ pub async fn serve_tag(
 
 /// A pull by digest that the policy allows: the decision and the permit, or the refusal
 /// (already audited) as an error.
-struct DigestPull {
-    registry: String,
+pub(super) struct DigestPull {
+    pub(super) registry: String,
     image: String,
     digest: String,
     decision: Decision,
-    permit: Permit,
+    pub(super) permit: Permit,
 }
 
-async fn judge_digest_pull(
+pub(super) async fn judge_digest_pull(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,
@@ -354,7 +366,7 @@ fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
 }
 
 /// `Warning: 299 trustgate "<text>"` (RFC 9111 §5.5) when an audit-mode rule was violated.
-fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
+pub(super) fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
     if let Some(w) = permit.warning() {
         let text: String = w
             .chars()
@@ -381,21 +393,31 @@ struct Subject<'a> {
     decision: &'a Decision,
 }
 
-/// The audit event for a pull that is served: a rewrite when a signer role vouched for it, an
-/// audit violation when an audit-mode rule let it through.
+/// The audit event for a pull that is served: a rewrite when verifiers vouched for it
+/// (`vouched` = the roles or keys, and the verifiers), an audit violation when an audit-mode
+/// rule let it through.
 fn allowed(
     state: &AppState,
     ctx: &RequestCtx,
     s: &Subject<'_>,
     permit: &Permit,
-    role: Option<&str>,
+    vouched: Option<(&str, &str)>,
 ) {
     let (outcome, detail) = match permit.warning() {
         Some(w) => (Outcome::AuditViolation, Some(w)),
-        None if role.is_some() => (Outcome::Rewrite, None),
+        None if vouched.is_some() => (Outcome::Rewrite, None),
         None => (Outcome::Allow, None),
     };
-    record(state, ctx, s, role, outcome, permit.reason(), detail);
+    let (role, verifier) = (vouched.map(|v| v.0), vouched.map(|v| v.1));
+    record(
+        state,
+        ctx,
+        s,
+        (role, verifier),
+        outcome,
+        permit.reason(),
+        detail,
+    );
 }
 
 /// The audit event for a refused pull.
@@ -404,7 +426,7 @@ fn refused(state: &AppState, ctx: &RequestCtx, s: &Subject<'_>, role: Option<&st
         state,
         ctx,
         s,
-        role,
+        (role, r.verifier.as_deref()),
         Outcome::Deny,
         r.reason,
         Some(&r.message),
@@ -415,7 +437,7 @@ fn record(
     state: &AppState,
     ctx: &RequestCtx,
     s: &Subject<'_>,
-    role: Option<&str>,
+    (role, verifier): (Option<&str>, Option<&str>),
     outcome: Outcome,
     reason: DecisionReason,
     detail: Option<&str>,
@@ -429,6 +451,7 @@ fn record(
             digest: s.digest,
             rule: s.decision.rule_name(),
             role,
+            verifier,
             outcome,
             reason,
             detail,

@@ -21,6 +21,8 @@ pub mod enforced;
 pub mod listing;
 pub mod manifest;
 pub mod ops;
+mod signature_io;
+mod signature_tags;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

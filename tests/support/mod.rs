@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cosign;
 pub mod fake_upstream;
 pub mod notary;
 pub mod pki;

@@ -1,0 +1,93 @@
+//! Makes cosign signatures exactly as `cosign sign --key` stores them (SIGNATURE_SPEC.md):
+//! a SimpleSigning payload, signed with an ECDSA P-256 key the test holds (ASN.1 DER, SHA-256),
+//! in a `sha256-<hex>.sig` image manifest with one simple-signing layer per signature.
+
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+pub struct Signer {
+    key: EcdsaKeyPair,
+}
+
+impl Signer {
+    pub fn generate() -> Signer {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        Signer { key }
+    }
+
+    /// `cosign.pub`: the SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) as PEM.
+    pub fn public_pem(&self) -> String {
+        let mut der = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        der.extend_from_slice(self.key.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// base64 of the signature over `payload`.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        let sig = self.key.sign(&SystemRandom::new(), payload).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(sig.as_ref())
+    }
+}
+
+/// The payload `cosign sign` makes for `digest` (Go `encoding/json` order, compact).
+pub fn payload(docker_reference: &str, digest: &str) -> Vec<u8> {
+    payload_typed(docker_reference, digest, "cosign container image signature")
+}
+
+pub fn payload_typed(docker_reference: &str, digest: &str, kind: &str) -> Vec<u8> {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{docker_reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"{kind}"}},"optional":null}}"#
+    )
+    .into_bytes()
+}
+
+pub fn sha256(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+}
+
+/// A `.sig` manifest: one simple-signing layer per (payload, base64 signature).
+pub fn sig_manifest(config_digest: &str, config_size: usize, layers: &[(&[u8], &str)]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(p, sig)| {
+            serde_json::json!({
+                "mediaType": SIMPLE_SIGNING,
+                "size": p.len(),
+                "digest": sha256(p),
+                "annotations": { "dev.cosignproject.cosign/signature": sig },
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": config_size,
+            "digest": config_digest,
+        },
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// The tag cosign stores the signatures of `digest` under.
+pub fn sig_tag(digest: &str) -> String {
+    format!("{}.sig", digest.replacen(':', "-", 1))
+}
