@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use crate::cache::{TagCache, TagCacheSettings, TagKey};
 use crate::metrics::Metrics;
 use crate::policy::{
-    judge_digest, judge_tag, signed_requirement, Decision, PolicyHandle, RoleRequirement,
-    SignedRequirement, TagVerdict, TrustOutcome,
+    judge_digest, judge_listing, judge_tag, signed_requirement, Decision, PolicyHandle,
+    RoleRequirement, SignedRequirement, TagVerdict, TrustOutcome,
 };
 use crate::trust::{TrustClient, TrustError, VerifiedTarget};
 pub use trust_pool::{PoolError, TrustPool};
@@ -88,6 +88,13 @@ impl Enforcer {
             .contains(&reached_key(registry, repository, digest))
             .await;
         let verdict = judge_digest(&decision, digest, reached);
+        (decision, verdict)
+    }
+
+    /// The verdict on a listing of `registry/repository` (`tags/list`, `referrers`).
+    pub fn listing(&self, registry: &str, repository: &str) -> (Decision, TagVerdict) {
+        let decision = self.decide(registry, repository);
+        let verdict = judge_listing(&decision);
         (decision, verdict)
     }
 

@@ -36,7 +36,8 @@ pub use model::{
 };
 pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 pub use verdict::{
-    judge_digest, judge_tag, signed_requirement, Permit, Refusal, TagVerdict, TrustOutcome,
+    judge_digest, judge_listing, judge_tag, signed_requirement, Permit, Refusal, TagVerdict,
+    TrustOutcome,
 };
 
 /// Origin name used for the built-in policy in messages.

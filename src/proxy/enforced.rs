@@ -8,11 +8,12 @@ use http::header::HeaderValue;
 use http::Response;
 
 use super::manifest::{self, FetchedManifest};
-use super::{blob, AppState, ProxyBody, RequestCtx};
+use super::{blob, listing, AppState, ProxyBody, RequestCtx};
 use crate::audit::{self, AuditEvent};
 use crate::cache::CachedManifest;
 use crate::metrics::{ContentKind, DecisionReason, Outcome};
 use crate::policy::{Decision, Permit, Refusal, TagVerdict};
+use crate::registry::routes::Endpoint;
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
 /// `GET/HEAD /v2/<repo>/manifests/<tag>`.
@@ -247,6 +248,63 @@ pub async fn serve_blob(
     Ok(with_warning(resp, &p.permit))
 }
 
+/// `GET/HEAD /v2/<repo>/tags/list`: judged like a pull of the repository, since the
+/// upstream is asked with trustgate's credentials; every listing decision is audited.
+pub async fn serve_tags_list(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    n: Option<u32>,
+    last: Option<&str>,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let permit = judge_listing(state, ctx, repo, None)?;
+    let resp = listing::serve_tags_list(state, ctx, repo, n, last, &permit).await?;
+    Ok(with_warning(resp, &permit))
+}
+
+/// `GET/HEAD /v2/<repo>/referrers/<digest>`: as [`serve_tags_list`].
+pub async fn serve_referrers(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+    artifact_type: Option<&str>,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let d = digest.to_string();
+    let permit = judge_listing(state, ctx, repo, Some(&d))?;
+    let resp = listing::serve_referrers(state, ctx, repo, digest, artifact_type, &permit).await?;
+    Ok(with_warning(resp, &permit))
+}
+
+/// The policy's verdict on listing `repo` (the audit event names the subject `digest` of a
+/// referrers request): the permit, or the refusal (audited) as an error.
+fn judge_listing(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: Option<&str>,
+) -> Result<Permit, RegistryError> {
+    let registry = ctx.upstream_name().to_string();
+    let image = format!("{registry}/{repo}");
+    let (decision, verdict) = state.enforcer.listing(&registry, repo.as_str());
+    let subject = Subject {
+        image: &image,
+        tag: None,
+        digest,
+        decision: &decision,
+    };
+    match verdict {
+        TagVerdict::Passthrough(p) | TagVerdict::Signed(p, _) => {
+            allowed(state, ctx, &subject, &p, None);
+            Ok(p)
+        }
+        TagVerdict::Refuse(r) => {
+            refused(state, ctx, &subject, None, &r);
+            Err(refusal_error(&image, None, r))
+        }
+    }
+}
+
 /// The manifest `repo@digest`: from the in-memory verified-manifest cache, else from the
 /// on-disk content store (re-hashed as it is read), else fetched and checked by
 /// [`manifest::fetch_manifest_by_digest`] and then stored in both. Content addressed data
@@ -424,6 +482,7 @@ fn record(
         &state.metrics,
         &AuditEvent {
             client: Some(ctx.peer),
+            request: request_kind(&ctx.route.endpoint),
             image: s.image,
             tag: s.tag,
             digest: s.digest,
@@ -434,4 +493,15 @@ fn record(
             detail,
         },
     );
+}
+
+/// What was asked, for the audit event.
+fn request_kind(e: &Endpoint) -> &'static str {
+    match e {
+        Endpoint::ApiBase => "api",
+        Endpoint::Manifest { .. } => "manifest",
+        Endpoint::Blob { .. } => "blob",
+        Endpoint::TagsList { .. } => "tags/list",
+        Endpoint::Referrers { .. } => "referrers",
+    }
 }

@@ -302,13 +302,13 @@ async fn dispatch(
         } => enforced::serve_manifest_digest(state, ctx, repo, d).await,
         Endpoint::Blob { repo, digest } => enforced::serve_blob(state, ctx, repo, digest).await,
         Endpoint::TagsList { repo, n, last } => {
-            listing::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
+            enforced::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
         }
         Endpoint::Referrers {
             repo,
             digest,
             artifact_type,
-        } => listing::serve_referrers(state, ctx, repo, digest, artifact_type.as_deref()).await,
+        } => enforced::serve_referrers(state, ctx, repo, digest, artifact_type.as_deref()).await,
     }
 }
 
