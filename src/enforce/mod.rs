@@ -133,6 +133,10 @@ impl Enforcer {
     ) -> TrustOutcome {
         let client = match self.pool.client(req) {
             Ok(c) => c,
+            Err(PoolError::State(e)) => {
+                tracing::error!(error = %e, "trust state directory unusable");
+                return TrustOutcome::Failed(e);
+            }
             Err(e) => {
                 return TrustOutcome::Failed(TrustError::Refused {
                     file: "-".to_string(),
@@ -165,6 +169,10 @@ impl Enforcer {
             Ok(t) => TrustOutcome::Verified(t),
             Err(e) => match e.as_ref() {
                 ResolveError::Trust(t) => {
+                    if let TrustError::Store { .. } = t {
+                        // The detail (path, errno) is for the operator, not the client.
+                        tracing::error!(error = %t, "trust state could not be read or written");
+                    }
                     if t.reason() == crate::trust::RefusalReason::Unreachable {
                         self.metrics.record_upstream_error(
                             crate::metrics::Upstream::TrustServer,

@@ -16,6 +16,9 @@ use crate::trust::{CertPin, TrustClient, TrustPinning, TrustSettings};
 pub enum PoolError {
     #[error("trust server {server}: {reason}")]
     Settings { server: String, reason: String },
+    /// The client's state directory could not be opened (a local fault).
+    #[error(transparent)]
+    State(crate::trust::TrustError),
 }
 
 pub struct TrustPool {
@@ -56,8 +59,12 @@ impl TrustPool {
             state_dir: Some(self.state_dir.join("trust").join(&key)),
             ..TrustSettings::default()
         };
-        let client =
-            Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
+        let client = Arc::new(
+            TrustClient::new(trust, Arc::new(source)).map_err(|e| match e {
+                e @ crate::trust::TrustError::Store { .. } => PoolError::State(e),
+                e => bad(e.to_string()),
+            })?,
+        );
         clients.insert(key, client.clone());
         Ok(client)
     }

@@ -208,6 +208,17 @@ fn trust_refusal(rule: &str, tag: &str, roles: &RoleRequirement, e: &TrustError)
         RefusalReason::Expired => (DecisionReason::Expired, false),
         RefusalReason::SignatureInvalid => (DecisionReason::SignatureInvalid, false),
         RefusalReason::Unreachable => (DecisionReason::TrustUnreachable, true),
+        // trustgate's own state could not be read or written (full disk, damaged file): a
+        // fault on this host, never a verdict on the image, and its detail (a local path,
+        // an errno) is for the log only.
+        RefusalReason::Other if matches!(e, TrustError::Store { .. }) => {
+            return Refusal {
+                rule: rule.to_string(),
+                reason: DecisionReason::TrustStateError,
+                message: "trustgate could not read or write its stored trust data (a fault on the trustgate host, not a verdict on the image; see its log)".to_string(),
+                unavailable: true,
+            };
+        }
         RefusalReason::Other => (DecisionReason::Other, false),
     };
     let what = match reason {
@@ -226,6 +237,7 @@ fn trust_refusal(rule: &str, tag: &str, roles: &RoleRequirement, e: &TrustError)
         | DecisionReason::PolicyReject
         | DecisionReason::DigestNotTrusted
         | DecisionReason::ContentMismatch
+        | DecisionReason::TrustStateError
         | DecisionReason::Other => "trust could not be established".to_string(),
     };
     Refusal {

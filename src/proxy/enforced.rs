@@ -396,7 +396,13 @@ fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
         Some(t) => format!("{image}:{t}"),
         None => image.to_string(),
     };
-    if r.unavailable {
+    if r.reason == DecisionReason::TrustStateError {
+        RegistryError::TrustStateUnavailable {
+            image,
+            rule: r.rule,
+            reason: r.message,
+        }
+    } else if r.unavailable {
         RegistryError::TrustUnavailable {
             image,
             rule: r.rule,
