@@ -131,7 +131,7 @@ impl Enforcer {
         repository: &str,
         tag: &str,
     ) -> TrustOutcome {
-        let client = match self.pool.client(req) {
+        let (verifier, client) = match self.pool.client(req) {
             Ok(c) => c,
             Err(PoolError::State(e)) => {
                 tracing::error!(error = %e, "trust state directory unusable");
@@ -147,6 +147,7 @@ impl Enforcer {
         let gun = req.gun(registry, repository);
         let key = TagKey {
             trust_server: req.trust_server().url().to_string(),
+            verifier,
             gun: gun.clone(),
             tag: tag.to_string(),
             roles: req.roles().roles().to_vec(),

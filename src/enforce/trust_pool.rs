@@ -34,8 +34,9 @@ impl TrustPool {
         }
     }
 
-    /// The client for `req`'s trust server and pinning.
-    pub fn client(&self, req: &SignedRequirement) -> Result<Arc<TrustClient>, PoolError> {
+    /// The client for `req`'s trust server and pinning, and its fingerprint (which names its
+    /// state directory, and keys the results it verifies).
+    pub fn client(&self, req: &SignedRequirement) -> Result<(String, Arc<TrustClient>), PoolError> {
         let server = req.trust_server();
         let pinning = convert_pinning(req.pinning());
         let key = fingerprint(server.url().as_str(), &pinning);
@@ -44,7 +45,7 @@ impl TrustPool {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+            return Ok((key, c.clone()));
         }
         let bad = |reason: String| PoolError::Settings {
             server: server.url().to_string(),
@@ -65,8 +66,8 @@ impl TrustPool {
                 e => bad(e.to_string()),
             })?,
         );
-        clients.insert(key, client.clone());
-        Ok(client)
+        clients.insert(key.clone(), client.clone());
+        Ok((key, client))
     }
 }
 
