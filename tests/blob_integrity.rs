@@ -178,3 +178,58 @@ async fn content_length_zero_for_a_non_empty_digest_is_a_502_on_http1() {
     assert!(clean && got.is_empty());
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_other_than_the_verified_descriptor_size_is_a_502() {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let layer = det_bytes(210, 1000);
+    let config = b"{}".to_vec();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": sha256(&config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer.len(), "digest": sha256(&layer)}],
+    }))
+    .unwrap();
+    let md = sha256(&manifest);
+    let (m2, short) = (manifest.clone(), layer[..999].to_vec());
+    // Serves the manifest honestly, and the layer one byte short (with that shorter length).
+    let up = FakeUpstream::start(move |seen| {
+        let (m, short) = (m2.clone(), short.clone());
+        async move {
+            if seen.target.contains("/manifests/") {
+                response(200, &[("content-type", OCI_MANIFEST)], full(m))
+            } else {
+                let len = short.len().to_string();
+                response(
+                    200,
+                    &[
+                        ("content-type", "application/octet-stream"),
+                        ("content-length", &len),
+                    ],
+                    full(short),
+                )
+            }
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&proxy_config(&[("up.test", &up.url)], "")).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/v2/app/manifests/{md}", proxy.url))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{}/v2/app/blobs/{}", proxy.url, sha256(&layer)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        502,
+        "a length the verified manifest rules out was answered with headers"
+    );
+    proxy.shutdown().await;
+}

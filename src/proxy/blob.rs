@@ -107,7 +107,8 @@ pub async fn serve_blob(
         .and_then(|v| v.parse::<u64>().ok());
     if status == StatusCode::OK {
         if let Some(n) = announced {
-            if !length_can_match(digest, n) {
+            let known = state.blob_sizes.get(&scope, digest);
+            if !length_can_match(digest, n) || known.is_some_and(|k| k != n) {
                 tracing::warn!(request_id = %ctx.id, upstream = ctx.upstream_name(), %digest, announced = n, "blob length announced by the upstream cannot match its digest");
                 return Err(RegistryError::UpstreamProtocol {
                     upstream: ctx.upstream_name().to_string(),
@@ -254,6 +255,31 @@ fn verified_stream(
             }
         }
     }))
+}
+
+/// Sizes of blobs named by verified manifests (config and layers), per
+/// `registry/repository`: a descriptor's `size` is part of the manifest's digested bytes, so an
+/// upstream announcing another length for that blob is lying (image-spec descriptor.md:
+/// "size ... MUST match the content"). Only ever used to refuse early, never to serve.
+pub struct BlobSizes(moka::sync::Cache<String, u64>);
+
+impl BlobSizes {
+    pub fn new(max_entries: u64) -> BlobSizes {
+        BlobSizes(moka::sync::Cache::new(max_entries))
+    }
+
+    pub fn learn(&self, scope: &str, manifest: &[u8]) {
+        use oci_spec::image::ImageManifest;
+        if let Ok(m) = ImageManifest::from_reader(manifest) {
+            for d in std::iter::once(m.config()).chain(m.layers().iter()) {
+                self.0.insert(format!("{scope}@{}", d.digest()), d.size());
+            }
+        }
+    }
+
+    pub fn get(&self, scope: &str, digest: &Digest) -> Option<u64> {
+        self.0.get(&format!("{scope}@{digest}"))
+    }
 }
 
 /// Whether a blob of `len` bytes can have `digest`: only the empty blob is empty.

@@ -320,6 +320,21 @@ async fn fetch_verified(
     digest: &Digest,
     expected_len: Option<u64>,
 ) -> Result<FetchedManifest, RegistryError> {
+    let m = fetch_verified_bytes(state, ctx, repo, digest, expected_len).await?;
+    // The sizes its config and layers must have, so a blob answer announcing another
+    // length is refused before anything is sent (see `blob::serve_blob`).
+    let scope = format!("{}/{}", ctx.upstream_name(), repo);
+    state.blob_sizes.learn(&scope, &m.bytes);
+    Ok(m)
+}
+
+async fn fetch_verified_bytes(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+    expected_len: Option<u64>,
+) -> Result<FetchedManifest, RegistryError> {
     let scope = format!("{}/{}", ctx.upstream_name(), repo);
     let key = digest.to_string();
     let len_ok = |n: usize| expected_len.map_or(true, |l| l == n as u64);
