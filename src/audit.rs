@@ -13,6 +13,8 @@ use crate::metrics::{DecisionReason, Metrics, Outcome};
 pub struct AuditEvent<'a> {
     /// The peer that asked (the TCP peer; trustgate does not trust forwarding headers).
     pub client: Option<SocketAddr>,
+    /// What was asked: `manifest`, `blob`, `tags/list` or `referrers`.
+    pub request: &'a str,
     /// `registry/repository` as the client meant it.
     pub image: &'a str,
     pub tag: Option<&'a str>,
@@ -41,15 +43,16 @@ pub fn record(metrics: &Metrics, event: &AuditEvent<'_>) {
     let verifier = event.verifier.unwrap_or_default();
     let detail = event.detail.unwrap_or_default();
     let (outcome, reason) = (event.outcome.label(), event.reason.label());
+    let request = event.request;
     match event.outcome {
         Outcome::Allow | Outcome::Rewrite => tracing::info!(
             target: "audit",
-            client, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
+            client, request, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
             detail, "pull decision"
         ),
         Outcome::Deny | Outcome::AuditViolation => tracing::warn!(
             target: "audit",
-            client, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
+            client, request, image = event.image, tag, digest, rule = event.rule, role, verifier, outcome, reason,
             detail, "pull decision"
         ),
     }
@@ -96,6 +99,7 @@ mod tests {
                 &metrics,
                 &AuditEvent {
                     client: Some("127.0.0.1:40000".parse().unwrap()),
+                    request: "manifest",
                     image: "registry.test/app",
                     tag: Some("1.0"),
                     digest: None,
@@ -114,6 +118,7 @@ mod tests {
         assert_eq!(e["level"], "WARN");
         let f = &e["fields"];
         assert_eq!(f["client"], "127.0.0.1:40000");
+        assert_eq!(f["request"], "manifest");
         assert_eq!(f["image"], "registry.test/app");
         assert_eq!(f["tag"], "1.0");
         assert_eq!(f["digest"], "");
@@ -135,6 +140,7 @@ mod tests {
                 &metrics,
                 &AuditEvent {
                     client: None,
+                    request: "manifest",
                     image: "registry.test/app",
                     tag: Some("latest"),
                     digest: Some("sha256:0123"),

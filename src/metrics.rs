@@ -69,6 +69,8 @@ label_enum!(
         DigestNotTrusted => "digest_not_trusted",
         /// Upstream bytes did not match the signed digest or length.
         ContentMismatch => "content_mismatch",
+        /// trustgate could not read or write its own stored trust data (a local fault).
+        TrustStateError => "trust_state_error",
         Other => "other",
     }
 );

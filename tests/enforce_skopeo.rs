@@ -2,7 +2,7 @@
 //! real notary CLI, trustgate in between, and skopeo pulling through it.
 mod support;
 
-use support::clients::{skopeo_copy, Transport};
+use support::clients::{skopeo_copy, skopeo_list_tags, Transport};
 use support::notary::{DelegationKeyKind, Flavour};
 use support::stack::{Stack, SIGNED_DEFAULT};
 use tokio::task::block_in_place;
@@ -360,4 +360,64 @@ async fn trust_server_down_fails_closed_unless_verified_data_is_held() {
     let again = block_in_place(|| skopeo_copy(&image, &Transport::PlainHttp));
     again.run.assert_success();
     assert_eq!(again.digest.as_deref(), Some(signed.digest.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_listings_follow_the_policy_like_pulls() {
+    let body = r#"
+[[rules]]
+name = "banned"
+scope = "127.0.0.1:1/e2e/banned"
+require = "reject"
+message = "this image is banned by the security team"
+
+[default]
+require = "signed"
+trust_server = "test"
+"#;
+    let stack = Stack::start(Flavour::Local, body).await;
+    stack.push("e2e/banned", "secret-1", 70).await;
+    stack.push("e2e/banned", "secret-2", 71).await;
+    let signed = stack.push("e2e/listed", "1.0", 72).await;
+    stack.push("e2e/listed", "dev", 73).await;
+    block_in_place(|| stack.sign("e2e/listed", "1.0", &signed.manifest, &[]));
+
+    // The registry lists the banned repository to anyone who asks it directly; trustgate,
+    // which asks with its own credentials, must not.
+    let (run, tags) = block_in_place(|| {
+        skopeo_list_tags(&stack.via_proxy("e2e/banned", ""), &Transport::PlainHttp)
+    });
+    run.assert_failure();
+    let out = run.output();
+    // skopeo reports only the status of a failed listing; the message is checked below.
+    assert!(out.contains("403"), "{out}");
+    assert!(!out.contains("secret-1"), "{out}");
+    assert!(tags.is_empty());
+    let r = stack
+        .http()
+        .get(stack.url("/v2/e2e/banned/tags/list"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["errors"][0]["code"], "DENIED");
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("banned by the security team"), "{msg}");
+
+    // Under `signed`, the listing is served whole (tag names are not content); pulling the
+    // unsigned tag it names is still refused.
+    let (run, mut tags) = block_in_place(|| {
+        skopeo_list_tags(&stack.via_proxy("e2e/listed", ""), &Transport::PlainHttp)
+    });
+    run.assert_success();
+    tags.sort();
+    assert_eq!(tags, ["1.0", "dev"]);
+    pull(&stack, "e2e/listed", ":dev").run.assert_failure();
+
+    let m = stack.proxy.state.metrics.render();
+    assert!(
+        m.contains("outcome=\"deny\",reason=\"policy_reject\""),
+        "{m}"
+    );
 }

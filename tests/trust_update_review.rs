@@ -486,7 +486,7 @@ async fn trickling_trust_server_hits_the_update_deadline_and_fails_closed() {
     let req = signed_requirement(&decision).unwrap().notary().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pool = TrustPool::new(dir.path().to_path_buf());
-    let client = pool.client(req).unwrap();
+    let (_, client) = pool.client(req).unwrap();
     let gun = req.gun("registry.example", "team/app");
     let started = Instant::now();
     let err = client

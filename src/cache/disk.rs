@@ -199,7 +199,7 @@ impl DiskStore {
     }
 
     /// Drops `digest` from the index and deletes its files (found corrupt, or missing).
-    fn forget(&self, digest: &Digest) {
+    pub fn forget(&self, digest: &Digest) {
         self.index().remove(&digest.hex());
         remove_pair(&self.data_path(digest));
     }
@@ -209,12 +209,10 @@ impl DiskStore {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// The blob `digest`, opened, when held intact. The digest was checked when the file was
-    /// published; here only the length is checked against the sidecar (one `fstat`). A full
-    /// re-hash would cost a read of the whole blob before its first byte could be sent, while
-    /// the realistic corruption of a file that was fsynced after verification is truncation
-    /// (a full disk, a crash mid-restore, a careless hand): that is what this catches, and such
-    /// an entry is deleted so the next request refetches it.
+    /// The blob `digest`, opened, when its length still agrees with the sidecar and the index
+    /// (one `fstat`; a truncated entry is deleted so the next request refetches it). Its
+    /// content is not checked here: the reader re-hashes it while streaming and calls
+    /// [`DiskStore::forget`] on a mismatch (`proxy::cached`).
     pub async fn open_blob(&self, digest: &Digest) -> Option<CachedBlob> {
         let recorded = self.index().touch(&digest.hex())?;
         let path = self.data_path(digest);

@@ -15,6 +15,10 @@ use time::OffsetDateTime;
 pub struct TagKey {
     /// The trust server's base URL, as configured.
     pub trust_server: String,
+    /// The trust client that verified it: a fingerprint of the trust server *and* the rule's
+    /// pinning, so a rule that pins a root never reuses what a trust-on-first-use rule
+    /// verified for the same GUN, and a reload that tightens pinning takes effect at once.
+    pub verifier: String,
     pub gun: String,
     pub tag: String,
     /// Accepted signer roles in priority order.
@@ -119,6 +123,7 @@ type ExpiresAt<V> = Arc<dyn Fn(&V) -> OffsetDateTime + Send + Sync>;
 /// let trust = Arc::new(Trust);
 /// let key = TagKey {
 ///     trust_server: "https://notary.example".into(),
+///     verifier: "0123abcd".into(),
 ///     gun: "registry.example/app".into(),
 ///     tag: "1.0".into(),
 ///     roles: vec!["targets/releases".into(), "targets".into()],
@@ -296,6 +301,7 @@ mod tests {
     fn key(tag: &str) -> TagKey {
         TagKey {
             trust_server: "https://notary.test".into(),
+            verifier: "v".into(),
             gun: "registry.test/app".into(),
             tag: tag.into(),
             roles: vec!["targets/releases".into(), "targets".into()],

@@ -21,8 +21,8 @@ use crate::cache::{TagCache, TagCacheSettings};
 use crate::cosign::fetch::Registry;
 use crate::metrics::{Metrics, VerificationResult, VerifierSystem};
 use crate::policy::{
-    judge_digest, judge_tag, signed_requirement, Combine, Decision, PolicyHandle, SignatureOutcome,
-    SignedRequirement, TagVerdict, VerifierKind,
+    judge_digest, judge_listing, judge_tag, signed_requirement, Combine, Decision, PolicyHandle,
+    SignatureOutcome, SignedRequirement, TagVerdict, VerifierKind,
 };
 use crate::signatures;
 use crate::trust::{TrustError, VerifiedTarget};
@@ -158,6 +158,13 @@ impl Enforcer {
         (decision, verdict)
     }
 
+    /// The verdict on a listing of `registry/repository` (`tags/list`, `referrers`).
+    pub fn listing(&self, registry: &str, repository: &str) -> (Decision, TagVerdict) {
+        let decision = self.decide(registry, repository);
+        let verdict = judge_listing(&decision);
+        (decision, verdict)
+    }
+
     /// Records that `digest` (a manifest served through a verified tag, or served because it
     /// was reached from one) and everything it references may be pulled by digest.
     pub async fn mark_reached(
@@ -199,17 +206,21 @@ fn reached_key(registry: &str, repository: &str, digest: &str) -> String {
     format!("{registry}/{repository}@{digest}")
 }
 
-/// Digests a manifest references: an index's or manifest list's `manifests`, an image
-/// manifest's `config`, `layers` and `subject`. Docker's schema2 manifest and manifest list
-/// have the same shape as their OCI counterparts, so oci-spec's types read both. Whatever a
-/// signed manifest names by digest is vouched for by the signature over its bytes; what does
-/// not parse contributes nothing (fail closed for `signed-only`).
+/// Digests a manifest *contains*: an index's or manifest list's `manifests`, an image
+/// manifest's `config` and `layers`. Docker's schema2 manifest and manifest list have the same
+/// shape as their OCI counterparts, so oci-spec's types read both. What a signed manifest
+/// contains is vouched for by the signature over its bytes; what does not parse contributes
+/// nothing (fail closed for `signed-only`).
+///
+/// Never `subject` (OCI image-spec, manifest.md "subject"; an index's too): that edge points
+/// from an artifact (signature, SBOM, scan report) to the image it *describes*, which anyone
+/// may publish about any image. Following it would let a signed report make an unsigned image
+/// pullable by digest.
 pub fn referenced_digests(manifest: &[u8]) -> Vec<String> {
     use oci_spec::image::{ImageIndex, ImageManifest};
     if let Ok(m) = ImageManifest::from_reader(manifest) {
         let mut out = vec![m.config().digest().to_string()];
         out.extend(m.layers().iter().map(|l| l.digest().to_string()));
-        out.extend(m.subject().iter().map(|s| s.digest().to_string()));
         return out;
     }
     if let Ok(i) = ImageIndex::from_reader(manifest) {
@@ -237,13 +248,34 @@ mod tests {
             desc(m2, &a),
             desc(m2, &b)
         );
-        assert_eq!(referenced_digests(index.as_bytes()), vec![a, b]);
+        assert_eq!(
+            referenced_digests(index.as_bytes()),
+            vec![a.clone(), b.clone()]
+        );
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{m2}","config":{},"layers":[{}]}}"#,
             desc("application/vnd.docker.container.image.v1+json", &c),
             desc("application/vnd.docker.image.rootfs.diff.tar.gzip", &d)
         );
-        assert_eq!(referenced_digests(manifest.as_bytes()), vec![c, d]);
+        assert_eq!(
+            referenced_digests(manifest.as_bytes()),
+            vec![c.clone(), d.clone()]
+        );
         assert!(referenced_digests(b"not json").is_empty());
+        // An artifact's subject is what it describes, not what it contains.
+        let oci = "application/vnd.oci.image.manifest.v1+json";
+        let artifact = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{oci}","artifactType":"application/vnd.example.report","config":{},"layers":[{}],"subject":{}}}"#,
+            desc("application/vnd.oci.empty.v1+json", &c),
+            desc("application/vnd.example.report", &d),
+            desc(oci, &a)
+        );
+        assert_eq!(referenced_digests(artifact.as_bytes()), vec![c.clone(), d]);
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}],"subject":{}}}"#,
+            desc(oci, &b),
+            desc(oci, &a)
+        );
+        assert_eq!(referenced_digests(index.as_bytes()), vec![b]);
     }
 }

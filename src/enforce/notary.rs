@@ -4,6 +4,7 @@
 
 use time::OffsetDateTime;
 
+use super::trust_pool::PoolError;
 use super::{Enforcer, ResolveError};
 use crate::cache::TagKey;
 use crate::metrics::DecisionReason;
@@ -26,8 +27,13 @@ impl Enforcer {
             message,
             unavailable,
         };
-        let client = match self.pool.client(req) {
+        let (fingerprint, client) = match self.pool.client(req) {
             Ok(c) => c,
+            Err(PoolError::State(e)) => {
+                // The detail (path, errno) is for the operator, not the client (D13).
+                tracing::error!(error = %e, "trust state directory unusable");
+                return Err(trust_refusal(name, tag, req.roles(), &e));
+            }
             Err(e) => {
                 let e = TrustError::Refused {
                     file: "-".to_string(),
@@ -39,6 +45,7 @@ impl Enforcer {
         let gun = req.gun(registry, repository);
         let key = TagKey {
             trust_server: req.trust_server().url().to_string(),
+            verifier: fingerprint,
             gun: gun.clone(),
             tag: tag.to_string(),
             roles: req.roles().roles().to_vec(),
@@ -61,6 +68,9 @@ impl Enforcer {
             Ok(t) => Ok(Verified::from_notary(name, &t)),
             Err(e) => match e.as_ref() {
                 ResolveError::Trust(t) => {
+                    if let TrustError::Store { .. } = t {
+                        tracing::error!(error = %t, "trust state could not be read or written");
+                    }
                     if t.reason() == RefusalReason::Unreachable {
                         self.metrics.record_upstream_error(
                             crate::metrics::Upstream::TrustServer,
@@ -133,6 +143,17 @@ fn trust_refusal(verifier: &str, tag: &str, roles: &RoleRequirement, e: &TrustEr
         RefusalReason::Expired => (DecisionReason::Expired, false),
         RefusalReason::SignatureInvalid => (DecisionReason::SignatureInvalid, false),
         RefusalReason::Unreachable => (DecisionReason::TrustUnreachable, true),
+        // trustgate's own state could not be read or written (full disk, damaged file): a
+        // fault on this host, never a verdict on the image, and its detail (a local path,
+        // an errno) is for the log only (PROXY-REVIEW D13).
+        RefusalReason::Other if matches!(e, TrustError::Store { .. }) => {
+            return Refusal {
+                verifier: verifier.to_string(),
+                reason: DecisionReason::TrustStateError,
+                message: "trustgate could not read or write its stored trust data (a fault on the trustgate host, not a verdict on the image; see its log)".to_string(),
+                unavailable: true,
+            };
+        }
         RefusalReason::Other => (DecisionReason::Other, false),
     };
     let what = match reason {
@@ -151,6 +172,7 @@ fn trust_refusal(verifier: &str, tag: &str, roles: &RoleRequirement, e: &TrustEr
         | DecisionReason::PolicyReject
         | DecisionReason::DigestNotTrusted
         | DecisionReason::ContentMismatch
+        | DecisionReason::TrustStateError
         | DecisionReason::Other => "trust could not be established".to_string(),
     };
     Refusal {

@@ -11,14 +11,23 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest as _, Sha256};
 
 pub struct ReachedSet {
-    memory: moka::sync::Cache<String, ()>,
+    /// When each key was last reached, and when its file was last written.
+    memory: moka::sync::Cache<String, Record>,
     dir: PathBuf,
     ttl: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    last_reach: SystemTime,
+    persisted: SystemTime,
 }
 
 impl ReachedSet {
     pub fn new(dir: PathBuf, ttl: Duration) -> ReachedSet {
         ReachedSet {
+            // The cache's own TTL only bounds how long memory is held; whether a record
+            // still counts is decided by its `last_reach`.
             memory: moka::sync::Cache::builder()
                 .max_capacity(200_000)
                 .time_to_live(ttl)
@@ -33,16 +42,40 @@ impl ReachedSet {
         self.dir.join(&h[..2]).join(h)
     }
 
-    /// Records `key` as reached now. A failure to persist is logged: the record then lives in
-    /// memory only (fail closed after a restart, never open).
+    /// How stale the file may get before a reach rewrites it: a 24th of the TTL (1 h of
+    /// 24 h). Every signed tag pull marks its digests, cache hits included, so writing on
+    /// every reach would cost a file write per layer per pull. A file that lags the last
+    /// reach only ever makes a record expire *earlier* after a restart (fail closed).
+    fn rewrite_after(&self) -> Duration {
+        self.ttl / 24
+    }
+
+    fn live(&self, r: &Record, now: SystemTime) -> bool {
+        now.duration_since(r.last_reach)
+            .is_ok_and(|age| age < self.ttl)
+    }
+
+    /// Records `key` as reached now: it counts for the TTL from this reach. A failure to
+    /// persist is logged: the record then lives in memory only (fail closed after a restart,
+    /// never open).
     pub async fn mark(&self, key: String) {
-        // Every signed tag pull marks its digests, cache hits included: while the record is
-        // live in memory (same TTL as the file) the file is fresh enough, so skip the write.
-        if self.memory.contains_key(&key) {
-            return;
+        let now = SystemTime::now();
+        if let Some(r) = self.memory.get(&key) {
+            let fresh_file = now
+                .duration_since(r.persisted)
+                .is_ok_and(|age| age < self.rewrite_after());
+            if fresh_file {
+                self.memory.insert(
+                    key,
+                    Record {
+                        last_reach: now,
+                        persisted: r.persisted,
+                    },
+                );
+                return;
+            }
         }
         let path = self.path(&key);
-        self.memory.insert(key, ());
         let write = async {
             if let Some(dir) = path.parent() {
                 tokio::fs::create_dir_all(dir).await?;
@@ -50,27 +83,49 @@ impl ReachedSet {
             // Rewriting refreshes the mtime, which is what the TTL is measured from.
             tokio::fs::write(&path, b"").await
         };
-        if let Err(e) = write.await {
-            tracing::warn!(path = %path.display(), error = %e, "cannot persist a reached digest");
-        }
+        let persisted = match write.await {
+            Ok(()) => now,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot persist a reached digest");
+                // Retry the write on the next reach.
+                SystemTime::UNIX_EPOCH
+            }
+        };
+        self.memory.insert(
+            key,
+            Record {
+                last_reach: now,
+                persisted,
+            },
+        );
     }
 
+    /// Whether `key` was reached less than the TTL ago (in memory, or as recorded on disk by
+    /// an earlier process). Loading a record from disk keeps its age: a restart never
+    /// extends it.
     pub async fn contains(&self, key: &str) -> bool {
-        if self.memory.contains_key(key) {
-            return true;
+        let now = SystemTime::now();
+        if let Some(r) = self.memory.get(key) {
+            if self.live(&r, now) {
+                return true;
+            }
         }
-        let fresh = match tokio::fs::metadata(self.path(key)).await {
-            Ok(md) => md
-                .modified()
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age < self.ttl),
-            Err(_) => false,
+        let mtime = match tokio::fs::metadata(self.path(key)).await {
+            Ok(md) => md.modified().ok(),
+            Err(_) => None,
         };
-        if fresh {
-            self.memory.insert(key.to_string(), ());
+        let Some(mtime) = mtime else {
+            return false;
+        };
+        let r = Record {
+            last_reach: mtime,
+            persisted: mtime,
+        };
+        let live = self.live(&r, now);
+        if live {
+            self.memory.insert(key.to_string(), r);
         }
-        fresh
+        live
     }
 }
 
@@ -92,5 +147,44 @@ mod tests {
         assert!(restarted.contains("r/x@sha256:1").await);
         let expired = ReachedSet::new(dir.path().to_path_buf(), Duration::ZERO);
         assert!(!expired.contains("r/x@sha256:1").await);
+    }
+
+    /// The TTL runs from the *last* reach, even when the record was live in memory when it
+    /// was reached again (the regression: a later reach was ignored, so the record expired
+    /// TTL after the first one).
+    #[tokio::test]
+    async fn a_later_reach_restarts_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(2000);
+        let set = ReachedSet::new(dir.path().to_path_buf(), ttl);
+        set.mark("r/x@sha256:1".into()).await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        set.mark("r/x@sha256:1".into()).await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert!(
+            set.contains("r/x@sha256:1").await,
+            "reached 1.3 s ago with a 2 s TTL"
+        );
+        // And a restart sees the later reach too.
+        let restarted = ReachedSet::new(dir.path().to_path_buf(), ttl);
+        assert!(restarted.contains("r/x@sha256:1").await);
+    }
+
+    /// A record loaded from disk keeps its age: a restart never extends it.
+    #[tokio::test]
+    async fn a_restart_does_not_extend_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(2000);
+        ReachedSet::new(dir.path().to_path_buf(), ttl)
+            .mark("r/x@sha256:1".into())
+            .await;
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let restarted = ReachedSet::new(dir.path().to_path_buf(), ttl);
+        assert!(restarted.contains("r/x@sha256:1").await);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(
+            !restarted.contains("r/x@sha256:1").await,
+            "last reached 2.3 s ago with a 2 s TTL"
+        );
     }
 }

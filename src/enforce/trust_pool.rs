@@ -16,6 +16,9 @@ use crate::trust::{CertPin, TrustClient, TrustPinning, TrustSettings};
 pub enum PoolError {
     #[error("trust server {server}: {reason}")]
     Settings { server: String, reason: String },
+    /// The client's state directory could not be opened (a local fault).
+    #[error(transparent)]
+    State(crate::trust::TrustError),
 }
 
 pub struct TrustPool {
@@ -31,8 +34,9 @@ impl TrustPool {
         }
     }
 
-    /// The client for `req`'s trust server and pinning.
-    pub fn client(&self, req: &NotaryVerifier) -> Result<Arc<TrustClient>, PoolError> {
+    /// The client for `req`'s trust server and pinning, and its fingerprint (which names its
+    /// state directory, and keys the results it verifies).
+    pub fn client(&self, req: &NotaryVerifier) -> Result<(String, Arc<TrustClient>), PoolError> {
         let server = req.trust_server();
         let pinning = convert_pinning(req.pinning());
         let key = fingerprint(server.url().as_str(), &pinning);
@@ -44,7 +48,7 @@ impl TrustPool {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(c) = clients.get(&client_key) {
-            return Ok(c.clone());
+            return Ok((key, c.clone()));
         }
         let bad = |reason: String| PoolError::Settings {
             server: server.url().to_string(),
@@ -63,10 +67,14 @@ impl TrustPool {
             },
             ..TrustSettings::default()
         };
-        let client =
-            Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
+        let client = Arc::new(
+            TrustClient::new(trust, Arc::new(source)).map_err(|e| match e {
+                e @ crate::trust::TrustError::Store { .. } => PoolError::State(e),
+                e => bad(e.to_string()),
+            })?,
+        );
         clients.insert(client_key, client.clone());
-        Ok(client)
+        Ok((key, client))
     }
 }
 

@@ -38,7 +38,8 @@ pub use model::{
 };
 pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 pub use verdict::{
-    judge_digest, judge_tag, signed_requirement, Permit, Refusal, SignatureOutcome, TagVerdict,
+    judge_digest, judge_listing, judge_tag, signed_requirement, Permit, Refusal, SignatureOutcome,
+    TagVerdict,
 };
 
 /// Origin name used for the built-in policy in messages.

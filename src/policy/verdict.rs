@@ -156,6 +156,33 @@ pub fn judge_digest(
     audit_or_refuse(decision, refusal)
 }
 
+/// Verdict for a listing of a repository (`tags/list`, `referrers`): served upstream with
+/// trustgate's own credentials, so a repository the policy rejects is not listed either.
+/// Under `signed` a listing is served: tag names and referrer descriptors are not content,
+/// and every pull they lead to is judged on its own (an unsigned tag is still refused).
+pub fn judge_listing(decision: &Decision) -> TagVerdict {
+    let rule = decision.rule_name().to_string();
+    let refusal = match decision.requirement() {
+        Requirement::Allow | Requirement::Signed(_) => {
+            return TagVerdict::Passthrough(Permit {
+                rule,
+                warning: None,
+                reason: DecisionReason::Ok,
+            })
+        }
+        Requirement::Reject { message } => Refusal {
+            rule,
+            reason: DecisionReason::PolicyReject,
+            message: message
+                .clone()
+                .unwrap_or_else(|| "the policy rejects this image".to_string()),
+            unavailable: false,
+            verifier: None,
+        },
+    };
+    audit_or_refuse(decision, refusal)
+}
+
 fn audit_or_refuse(decision: &Decision, refusal: Refusal) -> TagVerdict {
     match decision.mode() {
         Mode::Enforce => TagVerdict::Refuse(refusal),

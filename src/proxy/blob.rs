@@ -50,7 +50,7 @@ pub async fn serve_blob(
             .record_content_cache(ContentKind::Blob, held.is_some());
         if let Some(blob) = held {
             tracing::debug!(request_id = %ctx.id, %digest, "blob served from the content cache");
-            match super::cached::serve(ctx, digest, blob).await {
+            match super::cached::serve(ctx, store, digest, blob).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(request_id = %ctx.id, error = %e, "content cache: read failed, asking the upstream")
@@ -96,6 +96,27 @@ pub async fn serve_blob(
             repo: repo.to_string(),
         });
     }
+    // An announced length that cannot be this blob's is refused before any header goes out:
+    // with `Content-Length: 0`, HTTP/1 would end the response at once, before the verifying
+    // body is ever polled (a clean, unverified 200).
+    // (The header, not `content_length()`: for a HEAD answer reqwest reports the empty body.)
+    let announced = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if status == StatusCode::OK {
+        if let Some(n) = announced {
+            let known = state.blob_sizes.get(&scope, digest);
+            if !length_can_match(digest, n) || known.is_some_and(|k| k != n) {
+                tracing::warn!(request_id = %ctx.id, upstream = ctx.upstream_name(), %digest, announced = n, "blob length announced by the upstream cannot match its digest");
+                return Err(RegistryError::UpstreamProtocol {
+                    upstream: ctx.upstream_name().to_string(),
+                    repo: repo.to_string(),
+                });
+            }
+        }
+    }
     // The upstream answered for this repository: link the digest to it. The bytes are still
     // verified before anything is published, and a wrong blob is never completed.
     if let Some(store) = &state.content {
@@ -131,7 +152,11 @@ pub async fn serve_blob(
             Some(store) => store.blob_writer(digest, resp.content_length()).await,
             None => None,
         };
-        verified_stream(resp, *digest, ctx, idle, writer)
+        let verified = verified_stream(resp, *digest, ctx, idle, writer, announced);
+        match announced {
+            Some(n) => body::sized(verified, n),
+            None => verified,
+        }
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -146,6 +171,9 @@ struct Verify {
     writer: Option<BlobWriter>,
     held: Option<Bytes>,
     expected: Digest,
+    /// The upstream's `Content-Length`, when it sent one: never pass more than that.
+    announced: Option<u64>,
+    seen: u64,
     done: bool,
     request_id: String,
     upstream: String,
@@ -157,6 +185,7 @@ fn verified_stream(
     ctx: &RequestCtx,
     idle: Duration,
     writer: Option<BlobWriter>,
+    announced: Option<u64>,
 ) -> ProxyBody {
     let state = Verify {
         inner: body_stream_with_idle_timeout(resp, idle).boxed(),
@@ -164,6 +193,8 @@ fn verified_stream(
         writer,
         held: None,
         expected,
+        announced,
+        seen: 0,
         done: false,
         request_id: ctx.id.clone(),
         upstream: ctx.upstream_name().to_string(),
@@ -177,6 +208,11 @@ fn verified_stream(
                 Some(Ok(chunk)) => {
                     if chunk.is_empty() {
                         continue;
+                    }
+                    s.seen = s.seen.saturating_add(chunk.len() as u64);
+                    if let Some(announced) = s.announced.filter(|&n| s.seen > n) {
+                        s.done = true;
+                        return Some((Err(BodyError::TooLong { announced }), s));
                     }
                     match s.writer.as_mut() {
                         Some(w) => w.feed(&chunk).await,
@@ -219,4 +255,34 @@ fn verified_stream(
             }
         }
     }))
+}
+
+/// Sizes of blobs named by verified manifests (config and layers), per
+/// `registry/repository`: a descriptor's `size` is part of the manifest's digested bytes, so an
+/// upstream announcing another length for that blob is lying (image-spec descriptor.md:
+/// "size ... MUST match the content"). Only ever used to refuse early, never to serve.
+pub struct BlobSizes(moka::sync::Cache<String, u64>);
+
+impl BlobSizes {
+    pub fn new(max_entries: u64) -> BlobSizes {
+        BlobSizes(moka::sync::Cache::new(max_entries))
+    }
+
+    pub fn learn(&self, scope: &str, manifest: &[u8]) {
+        use oci_spec::image::ImageManifest;
+        if let Ok(m) = ImageManifest::from_reader(manifest) {
+            for d in std::iter::once(m.config()).chain(m.layers().iter()) {
+                self.0.insert(format!("{scope}@{}", d.digest()), d.size());
+            }
+        }
+    }
+
+    pub fn get(&self, scope: &str, digest: &Digest) -> Option<u64> {
+        self.0.get(&format!("{scope}@{digest}"))
+    }
+}
+
+/// Whether a blob of `len` bytes can have `digest`: only the empty blob is empty.
+fn length_can_match(digest: &Digest, len: u64) -> bool {
+    len != 0 || *digest == Digest::from_sha256_bytes(Sha256::digest(b"").into())
 }

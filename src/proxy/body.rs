@@ -21,6 +21,8 @@ pub enum BodyError {
     Store { reason: String },
     #[error("blob content does not match digest {expected} (got {actual})")]
     DigestMismatch { expected: String, actual: String },
+    #[error("upstream sent more than the {announced} bytes it announced")]
+    TooLong { announced: u64 },
 }
 
 pub type ProxyBody = UnsyncBoxBody<Bytes, BodyError>;
@@ -38,6 +40,38 @@ pub fn empty() -> ProxyBody {
 /// Passes an upstream body through without looking at it.
 pub fn stream(s: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static) -> ProxyBody {
     StreamBody::new(s.map_ok(Frame::data)).boxed_unsync()
+}
+
+/// `inner`, announcing exactly `len` bytes to the server. hyper then frames the response by
+/// the body itself (and keeps polling it until it ends or fails) instead of trusting a copied
+/// `Content-Length`; the response's `Content-Length` header must say the same `len`.
+pub fn sized(inner: ProxyBody, len: u64) -> ProxyBody {
+    Sized { inner, len }.boxed_unsync()
+}
+
+struct Sized {
+    inner: ProxyBody,
+    len: u64,
+}
+
+impl Body for Sized {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
 }
 
 /// An upstream body passed through; fails (cutting the client's response) when no data

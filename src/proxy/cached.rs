@@ -2,18 +2,20 @@
 //! a single `Range` (206, or 416 when it starts past the end), as the registry itself answers
 //! (distribution spec, "Pulling blobs"; RFC 9110 §14). Several ranges in one request, or an
 //! `If-Range` that does not name this blob, get the whole blob (RFC 9110 §14.2 allows
-//! ignoring `Range`; containerd asks for one range at a time).
+//! ignoring `Range`; containerd asks for one range at a time). Every byte sent is re-hashed
+//! against the digest on the way ([`verified_file_stream`]).
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
     HeaderValue, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
 };
 use http::{HeaderMap, Response, StatusCode};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt as _;
 
 use super::body::{self, BodyError};
 use super::{ProxyBody, RequestCtx, DIGEST_HEADER};
-use crate::cache::CachedBlob;
+use crate::cache::{CachedBlob, DiskStore};
 use crate::registry::Digest;
 
 const CHUNK: usize = 64 * 1024;
@@ -73,6 +75,7 @@ pub(crate) fn wanted(range: Option<&str>, len: u64) -> Wanted {
 /// The response for a held blob.
 pub async fn serve(
     ctx: &RequestCtx,
+    store: &DiskStore,
     digest: &Digest,
     blob: CachedBlob,
 ) -> Result<Response<ProxyBody>, std::io::Error> {
@@ -118,9 +121,11 @@ pub async fn serve(
     let body = if ctx.head() || count == 0 {
         body::empty()
     } else {
-        let mut file = blob.file;
-        file.seek(std::io::SeekFrom::Start(first)).await?;
-        file_stream(file, count)
+        let file = blob.file;
+        body::sized(
+            verified_file_stream(file, len, first, count, store.clone(), *digest, &ctx.id),
+            count,
+        )
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -128,35 +133,103 @@ pub async fn serve(
     Ok(r)
 }
 
-/// `count` bytes from `file`'s position. A file that ends early (it was checked for length
-/// when opened, so something cut it since) fails the body: a cut connection, never a short
-/// clean answer.
-fn file_stream(file: tokio::fs::File, count: u64) -> ProxyBody {
-    body::stream(futures_util::stream::unfold(
-        (file, count),
-        |(mut file, left)| async move {
-            if left == 0 {
-                return None;
+/// Reading a held blob while proving it is still the blob: the whole file (`len` bytes) is
+/// read and hashed, the `count` bytes from `first` are sent, and the last of them is held back
+/// until the hash is known. A file that no longer matches its digest (bit rot, a bad restore,
+/// a same-length overwrite), or that ends early, fails the body — a cut connection, never a
+/// clean end — and is dropped from the store, so the next request fetches it again. A range
+/// costs a read of the whole file: disk reads are cheap next to serving damaged content.
+fn verified_file_stream(
+    file: tokio::fs::File,
+    len: u64,
+    first: u64,
+    count: u64,
+    store: DiskStore,
+    digest: Digest,
+    request_id: &str,
+) -> ProxyBody {
+    let s = FileVerify {
+        file,
+        len,
+        pos: 0,
+        first,
+        end: first + count,
+        hasher: Sha256::new(),
+        held: None,
+        store,
+        digest,
+        request_id: request_id.to_string(),
+        done: false,
+    };
+    body::stream(futures_util::stream::unfold(s, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            if s.pos == s.len {
+                s.done = true;
+                let actual = Digest::from_sha256_bytes(s.hasher.clone().finalize().into());
+                if actual == s.digest {
+                    return s.held.take().map(|last| (Ok(last), s));
+                }
+                tracing::error!(
+                    request_id = %s.request_id,
+                    expected = %s.digest,
+                    %actual,
+                    "content cache: held blob no longer matches its digest; cutting the connection and dropping it"
+                );
+                s.store.forget(&s.digest);
+                let err = BodyError::DigestMismatch {
+                    expected: s.digest.to_string(),
+                    actual: actual.to_string(),
+                };
+                return Some((Err(err), s));
             }
-            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let want = usize::try_from(s.len - s.pos).unwrap_or(CHUNK).min(CHUNK);
             let mut buf = BytesMut::with_capacity(want);
-            match (&mut file).take(want as u64).read_buf(&mut buf).await {
-                Ok(0) => Some((
-                    Err(BodyError::Store {
-                        reason: format!("file ended {left} bytes early"),
-                    }),
-                    (file, 0),
-                )),
-                Ok(n) => Some((Ok::<Bytes, _>(buf.freeze()), (file, left - n as u64))),
-                Err(e) => Some((
-                    Err(BodyError::Store {
-                        reason: e.to_string(),
-                    }),
-                    (file, 0),
-                )),
+            let read = (&mut s.file).take(want as u64).read_buf(&mut buf).await;
+            let n = match read {
+                Ok(0) => {
+                    s.done = true;
+                    s.store.forget(&s.digest);
+                    let reason = format!("file ended {} bytes early", s.len - s.pos);
+                    return Some((Err(BodyError::Store { reason }), s));
+                }
+                Ok(n) => n as u64,
+                Err(e) => {
+                    s.done = true;
+                    let reason = e.to_string();
+                    return Some((Err(BodyError::Store { reason }), s));
+                }
+            };
+            let chunk = buf.freeze();
+            s.hasher.update(&chunk);
+            let (start, stop) = (s.pos, s.pos + n);
+            s.pos = stop;
+            // The part of this chunk inside the requested range, if any.
+            let (a, b) = (start.max(s.first), stop.min(s.end));
+            if a < b {
+                let part = chunk.slice((a - start) as usize..(b - start) as usize);
+                if let Some(prev) = s.held.replace(part) {
+                    return Some((Ok(prev), s));
+                }
             }
-        },
-    ))
+        }
+    }))
+}
+
+struct FileVerify {
+    file: tokio::fs::File,
+    len: u64,
+    pos: u64,
+    first: u64,
+    end: u64,
+    hasher: Sha256,
+    held: Option<Bytes>,
+    store: DiskStore,
+    digest: Digest,
+    request_id: String,
+    done: bool,
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@ use http::Response;
 
 use super::manifest::{self, FetchedManifest};
 use super::signature_io::UpstreamRepo;
-use super::{blob, AppState, ProxyBody, RequestCtx};
+use super::{blob, listing, AppState, ProxyBody, RequestCtx};
 use crate::audit::{self, AuditEvent};
 use crate::cache::CachedManifest;
 use crate::metrics::{ContentKind, DecisionReason, Outcome};
 use crate::policy::{Decision, Permit, Refusal, TagVerdict};
+use crate::registry::routes::Endpoint;
 use crate::registry::{Digest, RegistryError, RepoName, Tag};
 
 /// `GET/HEAD /v2/<repo>/manifests/<tag>`.
@@ -259,6 +260,63 @@ pub async fn serve_blob(
     Ok(with_warning(resp, &p.permit))
 }
 
+/// `GET/HEAD /v2/<repo>/tags/list`: judged like a pull of the repository, since the
+/// upstream is asked with trustgate's credentials; every listing decision is audited.
+pub async fn serve_tags_list(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    n: Option<u32>,
+    last: Option<&str>,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let permit = judge_listing(state, ctx, repo, None)?;
+    let resp = listing::serve_tags_list(state, ctx, repo, n, last, &permit).await?;
+    Ok(with_warning(resp, &permit))
+}
+
+/// `GET/HEAD /v2/<repo>/referrers/<digest>`: as [`serve_tags_list`].
+pub async fn serve_referrers(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+    artifact_type: Option<&str>,
+) -> Result<Response<ProxyBody>, RegistryError> {
+    let d = digest.to_string();
+    let permit = judge_listing(state, ctx, repo, Some(&d))?;
+    let resp = listing::serve_referrers(state, ctx, repo, digest, artifact_type, &permit).await?;
+    Ok(with_warning(resp, &permit))
+}
+
+/// The policy's verdict on listing `repo` (the audit event names the subject `digest` of a
+/// referrers request): the permit, or the refusal (audited) as an error.
+fn judge_listing(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: Option<&str>,
+) -> Result<Permit, RegistryError> {
+    let registry = ctx.upstream_name().to_string();
+    let image = format!("{registry}/{repo}");
+    let (decision, verdict) = state.enforcer.listing(&registry, repo.as_str());
+    let subject = Subject {
+        image: &image,
+        tag: None,
+        digest,
+        decision: &decision,
+    };
+    match verdict {
+        TagVerdict::Passthrough(p) | TagVerdict::Signed(p, _) => {
+            allowed(state, ctx, &subject, &p, None);
+            Ok(p)
+        }
+        TagVerdict::Refuse(r) => {
+            refused(state, ctx, &subject, None, &r);
+            Err(refusal_error(&image, None, r))
+        }
+    }
+}
+
 /// The manifest `repo@digest`: from the in-memory verified-manifest cache, else from the
 /// on-disk content store (re-hashed as it is read), else fetched and checked by
 /// [`manifest::fetch_manifest_by_digest`] and then stored in both. Content addressed data
@@ -268,6 +326,21 @@ pub async fn serve_blob(
 /// repositories: otherwise content pulled under one rule could be fetched by digest under
 /// another (a `reject`ed image through an `allow`ed repository name).
 async fn fetch_verified(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    digest: &Digest,
+    expected_len: Option<u64>,
+) -> Result<FetchedManifest, RegistryError> {
+    let m = fetch_verified_bytes(state, ctx, repo, digest, expected_len).await?;
+    // The sizes its config and layers must have, so a blob answer announcing another
+    // length is refused before anything is sent (see `blob::serve_blob`).
+    let scope = format!("{}/{}", ctx.upstream_name(), repo);
+    state.blob_sizes.learn(&scope, &m.bytes);
+    Ok(m)
+}
+
+async fn fetch_verified_bytes(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,
@@ -350,7 +423,13 @@ fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
         Some(t) => format!("{image}:{t}"),
         None => image.to_string(),
     };
-    if r.unavailable {
+    if r.reason == DecisionReason::TrustStateError {
+        RegistryError::TrustStateUnavailable {
+            image,
+            rule: r.rule,
+            reason: r.message,
+        }
+    } else if r.unavailable {
         RegistryError::TrustUnavailable {
             image,
             rule: r.rule,
@@ -446,6 +525,7 @@ fn record(
         &state.metrics,
         &AuditEvent {
             client: Some(ctx.peer),
+            request: request_kind(&ctx.route.endpoint),
             image: s.image,
             tag: s.tag,
             digest: s.digest,
@@ -457,4 +537,15 @@ fn record(
             detail,
         },
     );
+}
+
+/// What was asked, for the audit event.
+fn request_kind(e: &Endpoint) -> &'static str {
+    match e {
+        Endpoint::ApiBase => "api",
+        Endpoint::Manifest { .. } => "manifest",
+        Endpoint::Blob { .. } => "blob",
+        Endpoint::TagsList { .. } => "tags/list",
+        Endpoint::Referrers { .. } => "referrers",
+    }
 }

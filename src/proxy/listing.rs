@@ -1,10 +1,13 @@
 //! `tags/list` (with its `Link` pagination header rewritten to point at the proxy) and
-//! `referrers` (passed through).
+//! `referrers` (passed through). Both take a [`Permit`]: the upstream is asked with
+//! trustgate's credentials, so a listing is judged by the policy first
+//! ([`super::enforced::serve_tags_list`]).
 
 use http::header::{HeaderValue, CONTENT_TYPE, LINK};
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::{body, copy_headers, send_upstream, upstream_failure, AppState, ProxyBody, RequestCtx};
+use crate::policy::Permit;
 use crate::registry::{Digest, RegistryError, RepoName};
 
 pub async fn serve_tags_list(
@@ -13,6 +16,7 @@ pub async fn serve_tags_list(
     repo: &RepoName,
     n: Option<u32>,
     last: Option<&str>,
+    _permit: &Permit,
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let q = {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -88,6 +92,7 @@ pub async fn serve_referrers(
     repo: &RepoName,
     digest: &Digest,
     artifact_type: Option<&str>,
+    _permit: &Permit,
 ) -> Result<Response<ProxyBody>, RegistryError> {
     let mut path = format!("/v2/{repo}/referrers/{digest}");
     if let Some(t) = artifact_type {

@@ -67,6 +67,8 @@ pub struct AppState {
     /// them (`[cache]`; `None` when disabled).
     pub content: Option<DiskStore>,
     pub metrics: Arc<Metrics>,
+    /// Blob sizes that verified manifests name, to refuse lying lengths early.
+    pub blob_sizes: blob::BlobSizes,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
     next_id: AtomicU64,
@@ -121,6 +123,7 @@ impl AppState {
             manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
             content,
             metrics,
+            blob_sizes: blob::BlobSizes::new(BLOB_SIZE_ENTRIES),
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))
@@ -140,6 +143,9 @@ pub enum StartError {
     #[error(transparent)]
     Cache(#[from] DiskError),
 }
+
+/// Blob sizes remembered from verified manifests (a few dozen bytes each).
+const BLOB_SIZE_ENTRIES: u64 = 100_000;
 
 /// Bytes of verified manifests kept in memory.
 const MANIFEST_CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -327,13 +333,13 @@ async fn dispatch(
         } => enforced::serve_manifest_digest(state, ctx, repo, d).await,
         Endpoint::Blob { repo, digest } => enforced::serve_blob(state, ctx, repo, digest).await,
         Endpoint::TagsList { repo, n, last } => {
-            listing::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
+            enforced::serve_tags_list(state, ctx, repo, *n, last.as_deref()).await
         }
         Endpoint::Referrers {
             repo,
             digest,
             artifact_type,
-        } => listing::serve_referrers(state, ctx, repo, digest, artifact_type.as_deref()).await,
+        } => enforced::serve_referrers(state, ctx, repo, digest, artifact_type.as_deref()).await,
     }
 }
 

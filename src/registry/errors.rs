@@ -201,6 +201,14 @@ pub enum RegistryError {
         reason: String,
     },
 
+    /// trustgate's own trust state could not be read or written; the detail is logged.
+    #[error("cannot verify {image} (policy rule {rule}): {reason}")]
+    TrustStateUnavailable {
+        image: String,
+        rule: String,
+        reason: String,
+    },
+
     // ---- Internal ----
     #[error("internal error")]
     Internal { context: String },
@@ -312,6 +320,12 @@ impl RegistryError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 OciCode::Unavailable,
                 Trust,
+                msg,
+            ),
+            RegistryError::TrustStateUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                OciCode::Unavailable,
+                Internal,
                 msg,
             ),
             // `context` goes to the log only; the client learns nothing internal.

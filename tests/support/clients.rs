@@ -188,6 +188,31 @@ pub fn skopeo_inspect_raw(image: &str, transport: &Transport) -> PullResult {
     }
 }
 
+/// `skopeo list-tags docker://HOST/REPO`: the tag names the registry (or trustgate) lists.
+/// Returns the run and, when it succeeded, the tags.
+pub fn skopeo_list_tags(repo: &str, transport: &Transport) -> (ClientRun, Vec<String>) {
+    let work = tempdir();
+    let mut cmd = skopeo(transport, "list-tags", work.path());
+    cmd.args(["--retry-times", "0"])
+        .arg(format!("docker://{repo}"));
+    let run = run_command(cmd, CLIENT_TIMEOUT);
+    let tags = if run.success {
+        serde_json::from_str::<serde_json::Value>(&run.stdout)
+            .ok()
+            .and_then(|v| {
+                v["Tags"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (run, tags)
+}
+
 /// `skopeo --insecure-policy SUBCOMMAND` with the source transport's TLS flags.
 fn skopeo(transport: &Transport, subcommand: &str, work: &Path) -> Command {
     let mut cmd = Command::new(require_tool("skopeo"));
