@@ -189,3 +189,32 @@ async fn sighup_reloads() {
         .expect("watcher stops on shutdown")
         .unwrap();
 }
+
+/// PROXY-REVIEW D21: `trustgate_policy_reloads_total` was exported but never counted, so a
+/// refused reload was invisible to Prometheus.
+#[test]
+fn reload_outcomes_are_counted_in_the_proxys_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    write(&path, ALLOW);
+    let handle = Arc::new(PolicyHandle::load(&path).unwrap());
+    let mut cfg = trustgate::config::Config::from_toml_str(
+        "[[upstream]]\nname = \"r.io\"\nurl = \"http://127.0.0.1:1\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    cfg.state_dir = dir.path().join("state");
+    let state = trustgate::proxy::AppState::with_policy(cfg, handle.clone()).unwrap();
+    write(&path, REJECT);
+    assert!(matches!(handle.reload(), ReloadOutcome::Replaced { .. }));
+    write(&path, INVALID);
+    assert!(matches!(handle.reload(), ReloadOutcome::Rejected(_)));
+    assert!(matches!(handle.reload(), ReloadOutcome::Rejected(_)));
+    assert_eq!(state.metrics.policy_reload_count(true), 1);
+    assert_eq!(state.metrics.policy_reload_count(false), 2);
+    let text = state.metrics.render();
+    assert!(
+        text.contains("trustgate_policy_reloads_total{result=\"rejected\"} 2\n"),
+        "{text}"
+    );
+}

@@ -197,3 +197,46 @@ async fn ops_endpoints_answer_while_the_registry_listener_is_full() {
     ops_task.await.unwrap().unwrap();
     proxy.shutdown().await;
 }
+
+/// Issue 8 metrics: request latency, in-flight and connection gauges, refused connections and
+/// cache sizes as the ops endpoint exports them (OpenMetrics, by prometheus-client).
+#[tokio::test]
+async fn the_metrics_endpoint_exports_latency_gauges_and_refusals() {
+    let proxy = TestProxy::start(&config("max_connections_per_peer = 1", "")).await;
+    let answer = healthz_from("127.0.0.1", proxy.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _held = connect_from("127.0.0.1", proxy.addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = connect_from("127.0.0.1", proxy.addr).await;
+    assert!(closed_by_server(&mut refused, Duration::from_secs(5)).await);
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::get(format!("{}/metrics", proxy.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        r.headers()
+    );
+    let text = r.text().await.unwrap();
+    for expected in [
+        "trustgate_request_duration_seconds_count{class=\"2xx\"} 1",
+        "trustgate_connections_refused_total{reason=\"peer_limit\"} 1",
+        // This very request is in flight while the text is rendered, on its open connection.
+        "trustgate_requests_in_flight 1",
+        "trustgate_connections_open 1",
+        "trustgate_content_cache_bytes 0",
+        "trustgate_tag_cache_entries 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "missing `{expected}` in\n{text}"
+        );
+    }
+    proxy.shutdown().await;
+}

@@ -39,6 +39,11 @@ impl ManifestCache {
         ManifestCache { inner }
     }
 
+    /// Bytes held, without waiting for pending maintenance (approximate; for the gauge).
+    pub fn held_bytes(&self) -> u64 {
+        self.inner.weighted_size()
+    }
+
     /// Stores `manifest` as `digest` within `scope` (`registry/repository`: a digest seen in
     /// one repository is never served from another) after checking that its bytes hash to
     /// `digest`, so a bug elsewhere can never make the cache serve bytes under a digest they

@@ -282,6 +282,11 @@ impl<V: Clone + Send + Sync + 'static> TagCache<V> {
         self.inner.invalidate(key).await;
     }
 
+    /// Results held (approximate, as moka counts).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
     pub fn invalidate_all(&self) {
         self.inner.invalidate_all();
     }

@@ -50,6 +50,11 @@ pub struct Enforcer {
 const REACHED_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Enforcer {
+    /// Verified tag results held in memory (for the cache-size gauge).
+    pub fn tag_entries(&self) -> u64 {
+        self.tags.entry_count()
+    }
+
     pub fn new(
         policy: Arc<PolicyHandle>,
         state_dir: std::path::PathBuf,
@@ -109,6 +114,7 @@ impl Enforcer {
         let mut proofs = Vec::new();
         let mut refusals = Vec::new();
         for v in req.verifiers() {
+            let asked = std::time::Instant::now();
             let answer = match v.kind() {
                 VerifierKind::Notary(n) => {
                     self.notary(v.name(), n, registry, repository, tag).await
@@ -129,6 +135,7 @@ impl Enforcer {
                 Err(_) => VerificationResult::Refused,
             };
             self.metrics.record_verification(system, result);
+            self.metrics.observe_verification(system, asked.elapsed());
             match (req.combine(), answer) {
                 (Combine::AnyOf, Ok(p)) => return Ok(p),
                 (Combine::AnyOf, Err(r)) => refusals.push(r),

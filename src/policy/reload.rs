@@ -46,6 +46,17 @@ pub struct PolicyHandle {
     seen: Mutex<Option<Seen>>,
     /// Serialises reloads so that two racing loads cannot install an older file last.
     reloading: Mutex<()>,
+    /// Where reload outcomes are counted (`trustgate_policy_reloads_total`), once the proxy
+    /// that uses this handle has its metrics.
+    metrics: std::sync::OnceLock<ReloadMetrics>,
+}
+
+struct ReloadMetrics(Arc<crate::metrics::Metrics>);
+
+impl std::fmt::Debug for ReloadMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl PolicyHandle {
@@ -60,6 +71,7 @@ impl PolicyHandle {
             generation: AtomicU64::new(1),
             seen: Mutex::new(Some(seen)),
             reloading: Mutex::new(()),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -71,7 +83,13 @@ impl PolicyHandle {
             generation: AtomicU64::new(1),
             seen: Mutex::new(None),
             reloading: Mutex::new(()),
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts every later reload attempt in `metrics` (the first caller wins).
+    pub fn count_reloads_in(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(ReloadMetrics(metrics));
     }
 
     /// The policy in force. Cheap: one `Arc` clone.
@@ -104,6 +122,9 @@ impl PolicyHandle {
     }
 
     fn install(&self, path: &Path, result: Result<Policy, PolicyErrors>) -> ReloadOutcome {
+        if let Some(m) = self.metrics.get() {
+            m.0.record_policy_reload(result.is_ok());
+        }
         match result {
             Ok(policy) => {
                 let mut slot = self

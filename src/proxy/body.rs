@@ -106,10 +106,17 @@ pub struct LoggedBody {
     start: Instant,
     bytes: u64,
     outcome: &'static str,
+    /// Counts the request in `trustgate_requests_in_flight` until the body is dropped.
+    _in_flight: crate::metrics::InFlight,
 }
 
 impl LoggedBody {
-    pub fn new(inner: ProxyBody, fields: LogFields, start: Instant) -> LoggedBody {
+    pub fn new(
+        inner: ProxyBody,
+        fields: LogFields,
+        start: Instant,
+        in_flight: crate::metrics::InFlight,
+    ) -> LoggedBody {
         let outcome = if inner.is_end_stream() {
             "complete"
         } else {
@@ -121,6 +128,7 @@ impl LoggedBody {
             start,
             bytes: 0,
             outcome,
+            _in_flight: in_flight,
         }
     }
 }

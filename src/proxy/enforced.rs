@@ -447,21 +447,43 @@ fn refusal_error(image: &str, tag: Option<&str>, r: Refusal) -> RegistryError {
 /// `Warning: 299 trustgate "<text>"` (RFC 9111 §5.5) when an audit-mode rule was violated.
 pub(super) fn with_warning(mut resp: Response<ProxyBody>, permit: &Permit) -> Response<ProxyBody> {
     if let Some(w) = permit.warning() {
-        let text: String = w
-            .chars()
-            .map(|c| {
-                if c == '"' || c == '\\' || c.is_control() {
-                    '\''
-                } else {
-                    c
-                }
-            })
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&format!("299 trustgate \"{text}\"")) {
-            resp.headers_mut().append(http::header::WARNING, v);
-        }
+        resp.headers_mut()
+            .append(http::header::WARNING, warning_value(w));
     }
     resp
+}
+
+/// Longest `Warning` value sent (the distribution spec bounds the header at 4096 bytes).
+const MAX_WARNING: usize = 4000;
+
+/// `299 trustgate "<text>"` as a header value. Header values are ASCII here: a rule message
+/// with "—" or "é" used to make the whole warning vanish (PROXY-REVIEW D21), so non-ASCII
+/// characters are spelled in ASCII, quotes and controls replaced, and the text bounded.
+fn warning_value(text: &str) -> HeaderValue {
+    let mut out = String::with_capacity(text.len().min(MAX_WARNING) + 16);
+    out.push_str("299 trustgate \"");
+    for c in text.chars() {
+        let sub: &str = match c {
+            '"' | '\\' => "'",
+            '\u{2013}' | '\u{2014}' => "-",
+            '\u{2018}' | '\u{2019}' => "'",
+            '\u{201c}' | '\u{201d}' => "'",
+            '\u{2026}' => "...",
+            c if c.is_ascii() && !c.is_ascii_control() => {
+                out.push(c);
+                ""
+            }
+            _ => "?",
+        };
+        out.push_str(sub);
+        if out.len() >= MAX_WARNING {
+            out.truncate(MAX_WARNING);
+            out.push_str("...");
+            break;
+        }
+    }
+    out.push('"');
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("299 trustgate \"-\""))
 }
 
 /// What one decision was about, for its audit event.
@@ -547,5 +569,27 @@ fn request_kind(e: &Endpoint) -> &'static str {
         Endpoint::Blob { .. } => "blob",
         Endpoint::TagsList { .. } => "tags/list",
         Endpoint::Referrers { .. } => "referrers",
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::warning_value;
+
+    #[test]
+    fn non_ascii_messages_keep_their_warning() {
+        let v = warning_value("audit: rule “org” refuses it — ask #platform… (é)");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "299 trustgate \"audit: rule 'org' refuses it - ask #platform... (?)\""
+        );
+        let long = "x".repeat(10_000);
+        assert!(warning_value(&long).len() <= 4100);
+        assert_eq!(
+            warning_value("a \"quoted\" \\ line\nbreak")
+                .to_str()
+                .unwrap(),
+            "299 trustgate \"a 'quoted' ' line?break\""
+        );
     }
 }

@@ -109,6 +109,7 @@ impl AppState {
             config.default_upstream,
         );
         let metrics = Arc::new(Metrics::new());
+        policy.count_reloads_in(metrics.clone());
         let enforcer = Enforcer::new(
             policy,
             config.state_dir.clone(),
@@ -186,6 +187,8 @@ pub async fn handle<B>(
     peer: SocketAddr,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
+    // Counted from arrival until the response body is dropped (sent or abandoned).
+    let in_flight = state.metrics.request_in_flight();
     let id = format!(
         "{:08x}{:08x}",
         state.id_prefix,
@@ -225,6 +228,9 @@ pub async fn handle<B>(
         }
     };
     state.metrics.record_request(resp.status().as_u16());
+    state
+        .metrics
+        .observe_request(resp.status().as_u16(), start.elapsed());
     let (mut parts, body) = resp.into_parts();
     parts.headers.insert(
         HeaderName::from_static(API_VERSION_HEADER),
@@ -239,7 +245,7 @@ pub async fn handle<B>(
         upstream,
         status: parts.status.as_u16(),
     };
-    Response::from_parts(parts, LoggedBody::new(body, fields, start))
+    Response::from_parts(parts, LoggedBody::new(body, fields, start, in_flight))
 }
 
 /// Who sent `req` (`[client_auth]`), or the 401 to answer it with. Probes need no login.
@@ -409,7 +415,10 @@ pub async fn send_upstream(
         headers,
         scope: Some(format!("repository:{repo}:pull")),
     };
-    c.send(req).await.map_err(|e| {
+    let started = Instant::now();
+    let sent = c.send(req).await;
+    state.metrics.observe_upstream(started.elapsed());
+    sent.map_err(|e| {
         let failure = match &e {
             UpstreamError::Unreachable { .. } => UpstreamFailure::Connect,
             UpstreamError::Timeout { .. } => UpstreamFailure::Timeout,

@@ -38,11 +38,19 @@ fn answer(state: &AppState, method: &Method, path: &str) -> Option<Response<Prox
             "application/json",
             "{\"status\":\"ok\"}".to_string(),
         ),
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(),
-        ),
+        "/metrics" => {
+            // Sizes are sampled when read, not tracked on every insert.
+            state.metrics.set_cache_sizes(
+                state.content.as_ref().map_or(0, |c| c.held_bytes()),
+                state.manifests.held_bytes(),
+                state.enforcer.tag_entries(),
+            );
+            (
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                state.metrics.render(),
+            )
+        }
         "/readyz" => {
             // The handle always holds a validated policy (an invalid file never replaces
             // it), so a state that exists is ready; report which policy is in force.

@@ -229,9 +229,13 @@ async fn accept_loop<H, Fut, B>(
         while conns.try_join_next().is_some() {}
         let Some(slot) = slots.admit(permit, peer.ip()) else {
             tracing::debug!(%peer, "connection refused: this address holds its share of connections");
+            state
+                .metrics
+                .record_connection_refused(crate::metrics::ConnectionRefusal::PeerLimit);
             drop(stream);
             continue;
         };
+        let open = state.metrics.connection_open();
         let _ = stream.set_nodelay(true);
         let stream = IdleIo::new(stream, limits.header_read_timeout, limits.idle_timeout);
         let activity = Activity::new();
@@ -261,6 +265,7 @@ async fn accept_loop<H, Fut, B>(
         let handshake_timeout = limits.header_read_timeout;
         conns.spawn(async move {
             let _slot = slot;
+            let _open = open;
             let result = match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service(None));
