@@ -183,6 +183,27 @@ pub async fn serve_tag_manifest(
         digest: actual,
         media_type,
     };
+    // A HEAD by tag was answered from a whole GET (HEAD carries no digest we could trust
+    // without the bytes). Keep those hashed bytes under their digest, so the client's next
+    // step, a GET by that digest, is answered without a second (on Docker Hub: counted)
+    // upstream pull (PROXY-REVIEW D19).
+    let scope = format!("{}/{}", ctx.upstream_name(), repo);
+    let cached = crate::cache::CachedManifest {
+        media_type: m
+            .media_type
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        bytes: m.bytes.clone(),
+    };
+    if let Err(e) = state
+        .manifests
+        .insert(&scope, &actual.to_string(), cached)
+        .await
+    {
+        tracing::error!(request_id = %ctx.id, error = %e, "manifest cache refused hashed bytes");
+    }
     Ok(manifest_response(&m, ctx.head()))
 }
 

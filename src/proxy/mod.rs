@@ -49,6 +49,8 @@ pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 pub const DIGEST_HEADER: &str = "docker-content-digest";
 
 /// Largest upstream error body read to learn its OCI error code.
+/// How long an upstream error body may take to arrive (it only refines the error code).
+const ERROR_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Shared state of the proxy; cheap to clone behind an `Arc`.
@@ -498,9 +500,13 @@ pub async fn upstream_failure(
     let code = if ctx.head() {
         None
     } else {
-        read_limited(resp, ERROR_BODY_LIMIT)
+        // The body only refines the error code, so it gets a short bound of its own: an
+        // upstream that sends error headers and then stalls must not hold the client until
+        // the idle timeout (PROXY-REVIEW D12).
+        tokio::time::timeout(ERROR_BODY_TIMEOUT, read_limited(resp, ERROR_BODY_LIMIT))
             .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|b| OciCode::from_error_body(&b))
     };
     // HEAD answers carry no body; keep the meaning of a 404 from what was asked for.
