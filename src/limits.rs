@@ -17,6 +17,11 @@ pub struct Limits {
     pub max_connections_per_peer: usize,
     /// Concurrent requests (streams) on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Bytes of manifests being read from upstreams at once, across every request (each
+    /// read reserves its announced length, or `manifest_max_bytes` when none is announced).
+    /// A read that cannot reserve within the upstream's request timeout is a 503: memory
+    /// stays bounded however many clients ask at once.
+    pub max_buffered_bytes: u64,
     /// Largest request head (request line + headers) a client may send; HTTP/1 read buffer
     /// and HTTP/2 header list size. hyper's floor for the HTTP/1 buffer is 8 KiB.
     pub max_header_bytes: usize,
@@ -38,6 +43,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_peer: 256,
             max_concurrent_streams: 100,
+            max_buffered_bytes: 256 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),

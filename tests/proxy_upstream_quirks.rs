@@ -101,3 +101,67 @@ async fn head_by_tag_then_get_by_digest_is_one_upstream_pull() {
     );
     proxy.shutdown().await;
 }
+
+/// PROXY-REVIEW D10: every in-flight manifest buffered up to 4 MiB with no global bound.
+/// With a budget of one manifest, a second read waits, and past its upstream's request
+/// timeout is refused with 503 instead of growing memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_manifest_bytes_are_bounded_across_requests() {
+    let slow = FakeUpstream::start(|_| async {
+        response(
+            200,
+            &[
+                ("content-type", DOCKER_MANIFEST),
+                ("content-length", "65536"),
+            ],
+            slow_chunks(
+                vec![Bytes::from(vec![b' '; 32768]); 2],
+                Duration::from_secs(4),
+            ),
+        )
+    })
+    .await;
+    let quick = FakeUpstream::start(|_| async {
+        response(200, &[("content-type", DOCKER_MANIFEST)], full("{}"))
+    })
+    .await;
+    let cfg = format!(
+        "default_upstream = \"slow.test\"\n\
+         [[upstream]]\nname = \"slow.test\"\nurl = \"{}\"\nrequest_timeout = \"20s\"\n\
+         [[upstream]]\nname = \"quick.test\"\nurl = \"{}\"\nrequest_timeout = \"1s\"\n\
+         [limits]\nmanifest_max_bytes = 65536\nmax_buffered_bytes = 65536\n",
+        slow.url, quick.url
+    );
+    let proxy = TestProxy::start(&cfg).await;
+    let url = proxy.url.clone();
+    let first = tokio::spawn(async move {
+        reqwest::get(format!("{url}/v2/app/manifests/v1"))
+            .await
+            .unwrap()
+            .status()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = reqwest::get(format!("{}/v2/app/manifests/v1?ns=quick.test", proxy.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a read beyond the budget was not refused");
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("busy"),
+        "{v}"
+    );
+    assert_eq!(
+        first.await.unwrap(),
+        200,
+        "the read holding the budget completes"
+    );
+    // Once released, the budget serves again.
+    let r = reqwest::get(format!("{}/v2/app/manifests/v1?ns=quick.test", proxy.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    proxy.shutdown().await;
+}

@@ -22,6 +22,7 @@
 //! max_connections = 1024               # across every listener
 //! max_connections_per_peer = 256       # from one client address
 //! max_concurrent_streams = 100         # per HTTP/2 connection
+//! max_buffered_bytes = 268435456       # manifest bytes being read from upstreams at once
 //! max_header_bytes = 65536              # request line + headers, at least 8192
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
 //! idle_timeout = "90s"                # no request in flight this long: connection closed
@@ -30,6 +31,7 @@
 //! [cache]                              # verified manifests and blobs on disk, by digest
 //! enabled = true                       # default true; false: stream everything from upstream
 //! max_bytes = 10737418240              # default 10 GiB; least recently used files go first
+//! memory_max_bytes = 268435456         # verified manifests in memory (default 256 MiB)
 //!
 //! [[upstream]]
 //! name = "docker.io"                   # the registry host clients mean (ns=, path prefix)
@@ -64,6 +66,8 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Total bytes of cached content; least recently used entries are evicted beyond it.
     pub max_bytes: u64,
+    /// Bytes of verified manifests kept in memory (the hot layer above the disk store).
+    pub memory_max_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -71,6 +75,7 @@ impl Default for CacheConfig {
         CacheConfig {
             enabled: true,
             max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            memory_max_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -51,6 +51,7 @@ struct RawLimits {
     max_connections: Option<usize>,
     max_connections_per_peer: Option<usize>,
     max_concurrent_streams: Option<u32>,
+    max_buffered_bytes: Option<u64>,
     max_header_bytes: Option<usize>,
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
@@ -62,6 +63,7 @@ struct RawLimits {
 struct RawCache {
     enabled: Option<bool>,
     max_bytes: Option<u64>,
+    memory_max_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +288,19 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => defaults.max_concurrent_streams,
                 };
+                let max_buffered_bytes = match l.max_buffered_bytes {
+                    Some(n) if n < manifest_max_bytes => {
+                        c.push(
+                            "limits.max_buffered_bytes",
+                            format!(
+                                "at least limits.manifest_max_bytes ({manifest_max_bytes}), found {n}"
+                            ),
+                        );
+                        defaults.max_buffered_bytes
+                    }
+                    Some(n) => n,
+                    None => defaults.max_buffered_bytes.max(manifest_max_bytes),
+                };
                 let max_header_bytes = match l.max_header_bytes {
                     Some(n) if n < 8192 => {
                         c.push(
@@ -302,6 +317,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     max_connections,
                     max_connections_per_peer,
                     max_concurrent_streams,
+                    max_buffered_bytes,
                     max_header_bytes,
                     header_read_timeout: c.duration(
                         "limits.header_read_timeout",
@@ -337,6 +353,14 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     }
                     Some(n) => n,
                     None => cache_defaults.max_bytes,
+                },
+                memory_max_bytes: match rc.memory_max_bytes {
+                    Some(0) => {
+                        c.push("cache.memory_max_bytes", "a positive number of bytes");
+                        cache_defaults.memory_max_bytes
+                    }
+                    Some(n) => n,
+                    None => cache_defaults.memory_max_bytes,
                 },
             },
         };

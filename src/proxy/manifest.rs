@@ -74,6 +74,25 @@ async fn fetch(
     let claimed = resp.headers().get(DIGEST_HEADER).cloned();
     let limit = state.config.limits.manifest_max_bytes;
     let timeout = super::client(state, ctx)?.request_timeout();
+    // Reserve the bytes this read may buffer against the process-wide budget, so memory
+    // stays bounded however many manifests are asked for at once (PROXY-REVIEW D10).
+    let reserve = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .map_or(limit, |n| n.min(limit));
+    let permits = u32::try_from(super::buffer_permits(reserve.max(1))).unwrap_or(u32::MAX);
+    let _reserved =
+        match tokio::time::timeout(timeout, state.buffered.clone().acquire_many_owned(permits))
+            .await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) | Err(_) => {
+                return Err(RegistryError::Busy {
+                    what: "too many manifest bytes are being read from upstreams at once",
+                })
+            }
+        };
     let bytes = match tokio::time::timeout(timeout, read_limited(resp, limit)).await {
         Err(_) => {
             return Err(RegistryError::UpstreamTimeout {

@@ -71,6 +71,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Blob sizes that verified manifests name, to refuse lying lengths early.
     pub blob_sizes: blob::BlobSizes,
+    /// Bytes of manifests being read from upstreams, in KiB permits (`limits.max_buffered_bytes`).
+    pub buffered: Arc<tokio::sync::Semaphore>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
     next_id: AtomicU64,
@@ -118,12 +120,17 @@ impl AppState {
             TagCacheSettings::default(),
             metrics.clone(),
         );
+        let manifests = ManifestCache::new(config.cache.memory_max_bytes);
+        let buffered = Arc::new(tokio::sync::Semaphore::new(buffer_permits(
+            config.limits.max_buffered_bytes,
+        )));
         Ok(Arc::new(AppState {
             config,
             routes,
             upstreams,
             enforcer,
-            manifests: ManifestCache::new(MANIFEST_CACHE_BYTES),
+            manifests,
+            buffered,
             content,
             metrics,
             blob_sizes: blob::BlobSizes::new(BLOB_SIZE_ENTRIES),
@@ -151,7 +158,6 @@ pub enum StartError {
 const BLOB_SIZE_ENTRIES: u64 = 100_000;
 
 /// Bytes of verified manifests kept in memory.
-const MANIFEST_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
@@ -386,6 +392,11 @@ pub fn error_response(e: &RegistryError, head: bool) -> Response<ProxyBody> {
         r.headers_mut().insert(RETRY_AFTER, ra);
     }
     r
+}
+
+/// Permits of the buffered-bytes budget: one per KiB.
+pub fn buffer_permits(bytes: u64) -> usize {
+    usize::try_from(bytes.div_ceil(1024)).unwrap_or(usize::MAX >> 4)
 }
 
 /// The client's upstream for this request.

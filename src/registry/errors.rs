@@ -210,6 +210,8 @@ pub enum RegistryError {
     },
 
     // ---- Internal ----
+    #[error("trustgate is busy: {what}; retry shortly")]
+    Busy { what: &'static str },
     #[error("internal error")]
     Internal { context: String },
 }
@@ -323,6 +325,13 @@ impl RegistryError {
                 msg,
             ),
             RegistryError::TrustStateUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                OciCode::Unavailable,
+                Internal,
+                msg,
+            ),
+            // A bound on this process's memory was reached: transient, so 503 (clients retry).
+            RegistryError::Busy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 OciCode::Unavailable,
                 Internal,
