@@ -255,7 +255,8 @@ mod tests {
             c.cache,
             CacheConfig {
                 enabled: false,
-                max_bytes: 1 << 20
+                max_bytes: 1 << 20,
+                memory_max_bytes: CacheConfig::default().memory_max_bytes,
             }
         );
         let p =

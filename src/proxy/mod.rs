@@ -157,8 +157,6 @@ pub enum StartError {
 /// Blob sizes remembered from verified manifests (a few dozen bytes each).
 const BLOB_SIZE_ENTRIES: u64 = 100_000;
 
-/// Bytes of verified manifests kept in memory.
-
 /// What one request is about, for messages and logs.
 pub struct RequestCtx {
     pub id: String,
