@@ -10,11 +10,17 @@ use moka::Expiry;
 use time::OffsetDateTime;
 
 /// What a verified tag result depends on. Two policies that accept different roles for the
-/// same tag must not share a result, nor may two trust servers, so all of it is in the key.
+/// same tag must not share a result, nor may two trust servers, nor two rules that pin the
+/// same GUN differently (PROXY-REVIEW D14), so all of it is in the key: a reload that changes
+/// any of it for a rule makes that rule's next pull resolve afresh, while rules it leaves
+/// alone keep their entries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TagKey {
     /// The trust server's base URL, as configured.
     pub trust_server: String,
+    /// What else decides the result: the pinning, credentials, CA file and deadline of the
+    /// trust client that verified it (an opaque hash; empty where there is only one).
+    pub verifier: String,
     pub gun: String,
     pub tag: String,
     /// Accepted signer roles in priority order.
@@ -119,6 +125,7 @@ type ExpiresAt<V> = Arc<dyn Fn(&V) -> OffsetDateTime + Send + Sync>;
 /// let trust = Arc::new(Trust);
 /// let key = TagKey {
 ///     trust_server: "https://notary.example".into(),
+///     verifier: String::new(),
 ///     gun: "registry.example/app".into(),
 ///     tag: "1.0".into(),
 ///     roles: vec!["targets/releases".into(), "targets".into()],
@@ -296,6 +303,7 @@ mod tests {
     fn key(tag: &str) -> TagKey {
         TagKey {
             trust_server: "https://notary.test".into(),
+            verifier: String::new(),
             gun: "registry.test/app".into(),
             tag: tag.into(),
             roles: vec!["targets/releases".into(), "targets".into()],

@@ -26,6 +26,7 @@
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
 //! idle_timeout = "90s"                # no request in flight this long: connection closed
 //! shutdown_grace = "30s"
+//! max_trust_updates = 32               # Notary updates at once, every trust server together
 //!
 //! [cache]                              # verified manifests and blobs on disk, by digest
 //! enabled = true                       # default true; false: stream everything from upstream

@@ -55,6 +55,7 @@ struct RawLimits {
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    max_trust_updates: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -297,7 +298,19 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => defaults.max_header_bytes,
                 };
+                let max_trust_updates = match l.max_trust_updates {
+                    Some(0) => {
+                        c.push(
+                            "limits.max_trust_updates",
+                            "a positive number of concurrent trust updates",
+                        );
+                        defaults.max_trust_updates
+                    }
+                    Some(n) => n,
+                    None => defaults.max_trust_updates,
+                };
                 Limits {
+                    max_trust_updates,
                     manifest_max_bytes,
                     max_connections,
                     max_connections_per_peer,

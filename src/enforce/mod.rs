@@ -22,7 +22,9 @@ use crate::policy::{
     SignedRequirement, TagVerdict, TrustOutcome,
 };
 use crate::trust::{TrustClient, TrustError, VerifiedTarget};
-pub use trust_pool::{PoolError, TrustPool};
+pub use trust_pool::{
+    server_identity, server_key, PoolError, TrustPool, DEFAULT_MAX_TRUST_UPDATES,
+};
 
 /// Why a resolution failed, shared between the callers that waited on it.
 #[derive(Debug, Clone)]
@@ -58,6 +60,12 @@ impl Enforcer {
             reached: reached::ReachedSet::new(state_dir.join("reached"), REACHED_TTL),
             metrics,
         }
+    }
+
+    /// At most `n` trust updates in flight at once (`limits.max_trust_updates`).
+    pub fn with_max_trust_updates(mut self, n: usize) -> Enforcer {
+        self.pool = self.pool.with_max_updates(n);
+        self
     }
 
     pub fn decide(&self, registry: &str, repository: &str) -> Decision {
@@ -124,7 +132,8 @@ impl Enforcer {
         repository: &str,
         tag: &str,
     ) -> TrustOutcome {
-        let client = match self.pool.client(req) {
+        self.pool.sync(self.policy.generation());
+        let (client, verifier) = match self.pool.client_and_key(req) {
             Ok(c) => c,
             Err(e) => {
                 return TrustOutcome::Failed(TrustError::Refused {
@@ -136,6 +145,7 @@ impl Enforcer {
         let gun = req.gun(registry, repository);
         let key = TagKey {
             trust_server: req.trust_server().url().to_string(),
+            verifier,
             gun: gun.clone(),
             tag: tag.to_string(),
             roles: req.roles().roles().to_vec(),

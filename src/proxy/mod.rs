@@ -110,7 +110,8 @@ impl AppState {
             config.state_dir.clone(),
             TagCacheSettings::default(),
             metrics.clone(),
-        );
+        )
+        .with_max_trust_updates(config.limits.max_trust_updates);
         Ok(Arc::new(AppState {
             config,
             routes,

@@ -174,10 +174,11 @@ impl MetadataSource for HttpMetadataSource {
 
 /// Maps a status to a verdict, after Notary's HTTP store (`storage/httpstore.go`
 /// `translateStatusToError`): only 200 is data; 404 is `ErrMetaNotFound`; everything else is
-/// `ErrServerUnavailable` there. We keep 5xx as "unreachable" (cached, still valid data may
-/// answer) but report other statuses (401/403 after the token dance, 3xx, 2xx other than
-/// 200) as a refusal, so an auth or proxy misconfiguration is named as such; its coarse
-/// reason is still "unreachable".
+/// `ErrServerUnavailable` there. We keep 5xx and 429 as "unreachable" (cached, still valid
+/// data may answer: a throttling or overloaded server must not turn every signed pull into a
+/// failure while held metadata is valid) but report other statuses (401/403 after the token
+/// dance, 3xx, 2xx other than 200) as a refusal, so an auth or proxy misconfiguration is
+/// named as such; its coarse reason is still "unreachable".
 fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
     if status == StatusCode::OK {
         Ok(())
@@ -185,7 +186,7 @@ fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
         Err(FetchError::NotFound {
             file: file.to_string(),
         })
-    } else if status.is_server_error() {
+    } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         Err(FetchError::Unreachable {
             file: file.to_string(),
             reason: format!("server answered {status}"),
@@ -287,7 +288,7 @@ mod tests {
             classify_status(StatusCode::NOT_FOUND, "f"),
             Err(FetchError::NotFound { .. })
         ));
-        for s in [500u16, 502, 503, 504] {
+        for s in [429u16, 500, 502, 503, 504] {
             assert!(matches!(
                 classify_status(StatusCode::from_u16(s).unwrap(), "f"),
                 Err(FetchError::Unreachable { .. })

@@ -77,7 +77,10 @@ pub mod update;
 pub mod verify;
 pub mod wire;
 
-pub use client::{default_roles, Clock, TrustClient, TrustSettings, DEFAULT_ROLES};
+pub use client::{
+    default_roles, Clock, TrustClient, TrustSettings, DEFAULT_NEGATIVE_TTL, DEFAULT_ROLES,
+    MAX_SLOTS,
+};
 pub use errors::{RefusalReason, TrustError};
 pub use limits::Limits;
 pub use lookup::{TrustedRepo, VerifiedTarget};
