@@ -310,3 +310,48 @@ async fn per_gun_state_is_bounded() {
     }
     assert!(client.slot_count() <= MAX_SLOTS, "{}", client.slot_count());
 }
+
+/// D8, upgrade: state kept where earlier versions put it (a directory named after the URL as
+/// written and the pinning) is still read, so the new layout does not reset trust either.
+#[tokio::test]
+async fn state_in_the_earlier_layout_is_still_trusted() {
+    use sha2::{Digest as _, Sha256};
+    let server = HttpTrust::start();
+    let state = tempfile::tempdir().unwrap();
+    repo_with_releases().publish(&server.repo(GUN));
+    let p = policy(&server.url(), "");
+    resolve(&TrustPool::new(state.path().to_path_buf()), &p, "v1")
+        .await
+        .unwrap();
+    // Move the state to the earlier layout's directory name.
+    let trust = state.path().join("trust");
+    let dirs: Vec<_> = std::fs::read_dir(&trust)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let decision = p.decide("registry.example", "team/app");
+    let url = signed_requirement(&decision)
+        .unwrap()
+        .trust_server()
+        .url()
+        .to_string();
+    let mut h = Sha256::new();
+    h.update(url.as_bytes());
+    h.update([0]);
+    h.update(format!("{:?}", trustgate::trust::TrustPinning::default()).as_bytes());
+    std::fs::rename(&dirs[0], trust.join(hex::encode(&h.finalize()[..12]))).unwrap();
+
+    let mut evil = repo_with_releases();
+    evil.delegations[0]
+        .targets
+        .insert("v1".into(), trustfix::target(b"evil"));
+    evil.publish(&server.repo(GUN));
+    let err = resolve(&TrustPool::new(state.path().to_path_buf()), &p, "v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TrustError::RootNotSignedByPrevious { .. }),
+        "{err:?}"
+    );
+}
