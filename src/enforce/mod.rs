@@ -23,7 +23,7 @@ use crate::policy::{
 };
 use crate::trust::{TrustClient, TrustError, VerifiedTarget};
 pub use trust_pool::{
-    server_identity, server_key, PoolError, TrustPool, DEFAULT_MAX_TRUST_UPDATES,
+    server_identity, server_key, PoolError, TrustExpiry, TrustPool, DEFAULT_MAX_TRUST_UPDATES,
 };
 
 /// Why a resolution failed, shared between the callers that waited on it.
@@ -66,6 +66,32 @@ impl Enforcer {
     pub fn with_max_trust_updates(mut self, n: usize) -> Enforcer {
         self.pool = self.pool.with_max_updates(n);
         self
+    }
+
+    /// Expiry early warning over the held trust data ([`TrustPool::expiry`]).
+    pub fn trust_expiry(&self) -> TrustExpiry {
+        self.pool.expiry()
+    }
+
+    /// [`Enforcer::trust_expiry`] in the Prometheus text format: two gauges, the minimum over
+    /// every GUN and the minimum per trust server (labels bounded by the policy's servers).
+    pub fn trust_expiry_exposition(&self) -> String {
+        use std::fmt::Write as _;
+        let e = self.trust_expiry();
+        let mut out = String::new();
+        out.push_str("# HELP trustgate_trust_expiry_seconds Seconds until the earliest expiry of held trust data (timestamp, snapshot, targets, delegations, root, root certificates) over every GUN.\n# TYPE trustgate_trust_expiry_seconds gauge\n");
+        if let Some(s) = e.earliest {
+            let _ = writeln!(out, "trustgate_trust_expiry_seconds {s}");
+        }
+        out.push_str("# HELP trustgate_trust_server_expiry_seconds As trustgate_trust_expiry_seconds, per trust server.\n# TYPE trustgate_trust_server_expiry_seconds gauge\n");
+        for (server, s) in &e.per_server {
+            let _ = writeln!(
+                out,
+                "trustgate_trust_server_expiry_seconds{{trust_server=\"{}\"}} {s}",
+                server.replace(['\\', '"', '\n'], "_")
+            );
+        }
+        out
     }
 
     pub fn decide(&self, registry: &str, repository: &str) -> Decision {

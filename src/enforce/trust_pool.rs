@@ -42,6 +42,11 @@ struct Clients {
 
 pub struct TrustPool {
     state_dir: PathBuf,
+    /// State directory name → the policy's name for that trust server (for metric labels:
+    /// bounded by the policy, never by GUNs).
+    servers: Mutex<std::collections::BTreeMap<String, String>>,
+    /// The last [`TrustPool::expiry`] answer and when it was computed.
+    expiry_cache: Mutex<Option<(std::time::Instant, TrustExpiry)>>,
     clients: Mutex<Clients>,
     /// One cap on trust updates in flight across every trust server.
     permits: Arc<tokio::sync::Semaphore>,
@@ -51,6 +56,8 @@ impl TrustPool {
     pub fn new(state_dir: PathBuf) -> TrustPool {
         TrustPool {
             state_dir,
+            servers: Mutex::default(),
+            expiry_cache: Mutex::default(),
             clients: Mutex::new(Clients {
                 generation: 0,
                 by_key: HashMap::new(),
@@ -138,8 +145,72 @@ impl TrustPool {
         };
         let client =
             Arc::new(TrustClient::new(trust, Arc::new(source)).map_err(|e| bad(e.to_string()))?);
+        if let Ok(mut servers) = self.servers.lock() {
+            servers.insert(server_key(server.url()), server.name().to_owned());
+        }
         clients.by_key.insert(client_key.clone(), client.clone());
         Ok((client, client_key))
+    }
+}
+
+/// Seconds until held trust data stops verifying (expiry early warning): the minimum over
+/// every GUN held, and per trust server the policy names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustExpiry {
+    /// `None` when no trust data with an expiry is held.
+    pub earliest: Option<i64>,
+    /// (trust server name, seconds) for servers this process has used.
+    pub per_server: Vec<(String, i64)>,
+}
+
+/// How long [`TrustPool::expiry`] reuses its scan of the state directory.
+const EXPIRY_SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl TrustPool {
+    /// The expiry early warning ([`crate::trust::expiry`]) over `<state_dir>/trust`, rescanned
+    /// at most once a minute (a scrape every few seconds must not parse every state file).
+    /// Unreadable state counts as expired now (0): it cannot verify either.
+    pub fn expiry(&self) -> TrustExpiry {
+        let mut cache = match self.expiry_cache.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((at, e)) = cache.as_ref() {
+            if at.elapsed() < EXPIRY_SCAN_EVERY {
+                return e.clone();
+            }
+        }
+        let e = self.scan_expiry(time::OffsetDateTime::now_utc());
+        *cache = Some((std::time::Instant::now(), e.clone()));
+        e
+    }
+
+    fn scan_expiry(&self, now: time::OffsetDateTime) -> TrustExpiry {
+        let servers = match self.servers.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let mut out = TrustExpiry::default();
+        let Ok(dirs) = std::fs::read_dir(self.trust_root()) else {
+            return out;
+        };
+        for dir in dirs.flatten() {
+            let key = dir.file_name().to_string_lossy().into_owned();
+            let least = match crate::trust::expiry::held(&dir.path()) {
+                Ok(held) => held.iter().filter_map(|g| g.seconds_left(now)).min(),
+                Err(reason) => {
+                    tracing::warn!(%reason, "trust state unreadable for the expiry warning");
+                    Some(0)
+                }
+            };
+            let Some(least) = least else { continue };
+            out.earliest = Some(out.earliest.map_or(least, |e| e.min(least)));
+            if let Some(name) = servers.get(&key) {
+                out.per_server.push((name.clone(), least));
+            }
+        }
+        out.per_server.sort();
+        out
     }
 }
 

@@ -41,7 +41,7 @@ fn answer(state: &AppState, method: &Method, path: &str) -> Option<Response<Prox
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            state.metrics.render(),
+            state.metrics.render() + &state.enforcer.trust_expiry_exposition(),
         ),
         "/readyz" => {
             // The handle always holds a validated policy (an invalid file never replaces

@@ -64,6 +64,7 @@ pub mod cli;
 pub mod client;
 pub mod delegation;
 pub mod errors;
+pub mod expiry;
 pub mod fetch;
 pub mod floors;
 pub mod keys;

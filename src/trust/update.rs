@@ -270,7 +270,8 @@ impl Update<'_> {
     /// rule while the pins stay as they were (rotations signed by the trusted root are
     /// followed even when the new root would not satisfy a CA pin, as in Notary), but when
     /// the operator *changes* what applies to this GUN, the stored root must satisfy the new
-    /// pins' first-contact rule. One that does not is set aside: the server's root then meets
+    /// `certs`/`ca` entry as a first-contact root would (`tofu = false` alone refuses no root
+    /// already trusted, as in Notary). One that does not is set aside: the server's root then meets
     /// the new pins as at first contact, and every version floor is kept (a floor drops only
     /// if the new root replaced that role's keys, `floors`), so an edit of the pins can make
     /// trust stricter but never resets rollback protection.
