@@ -121,7 +121,10 @@ async fn the_pool_reports_bounded_gauges() {
     let e = pool.expiry();
     let left = e.earliest.unwrap();
     let two_days = (OffsetDateTime::now_utc() - repo.now).whole_seconds();
-    assert!((2 * 86_400 - 60 - two_days..=2 * 86_400).contains(&left), "{e:?}");
+    assert!(
+        (2 * 86_400 - 60 - two_days..=2 * 86_400).contains(&left),
+        "{e:?}"
+    );
     assert_eq!(e.per_server, vec![("corp".to_string(), left)]);
     // The CLI reads the proxy's state_dir too.
     let held = expiry::held(state.path()).unwrap();

@@ -355,3 +355,41 @@ async fn state_in_the_earlier_layout_is_still_trusted() {
         "{err:?}"
     );
 }
+
+/// D14: two rules that map to the same GUN on the same trust server but pin differently must
+/// not share verified tag results: a pull through the TOFU rule must not let the pinned rule
+/// answer from the cache with a root its pin refuses.
+#[tokio::test]
+async fn tag_results_are_not_shared_across_pinnings() {
+    use trustgate::cache::TagCacheSettings;
+    use trustgate::enforce::Enforcer;
+    use trustgate::policy::{PolicyHandle, TagVerdict};
+    let server = HttpTrust::start();
+    let state = tempfile::tempdir().unwrap();
+    let pems = tempfile::tempdir().unwrap();
+    repo_with_releases().publish(&server.repo(GUN));
+    let stranger = Signer::root_cert(
+        GUN,
+        time::OffsetDateTime::now_utc() - time::Duration::days(1),
+        time::OffsetDateTime::now_utc() + time::Duration::days(300),
+    );
+    let text = format!(
+        "[trust_servers.n]\nurl = \"{}\"\n\n[[rules]]\nscope = \"mirror.example/**\"\nrequire = \"signed\"\ngun = \"registry.example/{{repository}}\"\n\n[[rules]]\nscope = \"registry.example/**\"\nrequire = \"signed\"\n{}\n[default]\nrequire = \"reject\"\n",
+        server.url(),
+        pin(pems.path(), GUN, &stranger)
+    );
+    let policy = Policy::from_str(&text, "p.toml").unwrap_or_else(|e| panic!("{e}"));
+    let enforcer = Enforcer::new(
+        Arc::new(PolicyHandle::fixed(policy)),
+        state.path().to_path_buf(),
+        TagCacheSettings::default(),
+        Arc::new(trustgate::metrics::Metrics::new()),
+    );
+    let (_, tofu) = enforcer.tag("mirror.example", "team/app", "v1").await;
+    assert!(matches!(tofu, TagVerdict::Signed(..)), "{tofu:?}");
+    let (_, pinned) = enforcer.tag("registry.example", "team/app", "v1").await;
+    assert!(
+        matches!(pinned, TagVerdict::Refuse(_)),
+        "the pinned rule must not be answered from the TOFU rule's cache: {pinned:?}"
+    );
+}
