@@ -91,6 +91,9 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// A path prefix that selects this upstream besides its name (`/v2/<path>/<repo>/...`):
+    /// one repository path component, for clients that cannot put the name in a path.
+    pub path: Option<String>,
     pub url: url::Url,
     pub ca_file: Option<PathBuf>,
     pub credentials: Option<Credentials>,

@@ -69,6 +69,7 @@ struct RawCache {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     name: String,
+    path: Option<String>,
     url: String,
     ca_file: Option<PathBuf>,
     credentials: Option<RawCredentials>,
@@ -387,6 +388,25 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     format!("a unique name; {:?} is used twice", u.name),
                 );
             }
+            // `path`: one repository path component (distribution's grammar, so every client
+            // can write it), used by no other upstream as a name or path.
+            if let Some(p) = &u.path {
+                let component =
+                    !p.contains('/') && crate::registry::reference::RepoName::parse(p).is_ok();
+                if !component {
+                    c.push(
+                        format!("{at}.path"),
+                        format!("one repository path component like \"corp\" ([a-z0-9] separated by '.', '_', '__' or '-'), found {p:?}"),
+                    );
+                } else if !seen.insert(p.clone()) {
+                    c.push(
+                        format!("{at}.path"),
+                        format!(
+                            "a prefix no other upstream uses as its name or path; {p:?} is taken"
+                        ),
+                    );
+                }
+            }
             let url = match url::Url::parse(&u.url) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
                     if url.username() != "" || url.password().is_some() {
@@ -442,6 +462,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             if let Some(url) = url {
                 upstreams.push(UpstreamConfig {
                     name: u.name,
+                    path: u.path,
                     url,
                     ca_file,
                     credentials,

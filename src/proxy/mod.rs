@@ -103,7 +103,8 @@ impl AppState {
         let routes = RouteTable::new(
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
             config.default_upstream,
-        );
+        )
+        .with_paths(config.upstreams.iter().map(|u| u.path.clone()).collect());
         let metrics = Arc::new(Metrics::new());
         let enforcer = Enforcer::new(
             policy,
