@@ -35,6 +35,7 @@
 //! [[upstream]]
 //! name = "docker.io"                   # the registry host clients mean (ns=, path prefix)
 //! url = "https://registry-1.docker.io"
+//! path = "hub"                         # optional: /v2/hub/<repo>/... routes here too
 //! ca_file = "/etc/ssl/private-ca.pem"  # extra CA on top of the system roots
 //! connect_timeout = "10s"
 //! request_timeout = "30s"              # until response headers arrive
