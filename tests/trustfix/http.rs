@@ -55,7 +55,7 @@ impl HttpTrust {
             .lock()
             .unwrap()
             .entry(gun.to_owned())
-            .or_insert_with(MemSource::new)
+            .or_default()
             .clone()
     }
 
