@@ -393,3 +393,26 @@ async fn tag_results_are_not_shared_across_pinnings() {
         "the pinned rule must not be answered from the TOFU rule's cache: {pinned:?}"
     );
 }
+
+/// D9: `Retry-After` on a 429 is honoured (up to a minute): until then the server is not asked
+/// at all, and held data answers.
+#[tokio::test]
+async fn retry_after_keeps_trustgate_off_a_throttling_server() {
+    let server = HttpTrust::start();
+    let state = tempfile::tempdir().unwrap();
+    repo_with_releases().publish(&server.repo(GUN));
+    let client = http_client(&server, state.path());
+    client.resolve(GUN, "v1", &default_roles()).await.unwrap();
+    server.status.store(429, Ordering::SeqCst);
+    assert!(client
+        .resolve(GUN, "v1", &default_roles())
+        .await
+        .unwrap()
+        .from_stored_metadata());
+    let asked = server.requests();
+    for _ in 0..10 {
+        let held = client.resolve(GUN, "v1", &default_roles()).await.unwrap();
+        assert!(held.from_stored_metadata());
+    }
+    assert_eq!(server.requests(), asked, "asked again within Retry-After");
+}
