@@ -392,6 +392,26 @@ async fn tag_results_are_not_shared_across_pinnings() {
         matches!(pinned, TagVerdict::Refuse(_)),
         "the pinned rule must not be answered from the TOFU rule's cache: {pinned:?}"
     );
+    // The expiry gauges cover what was verified: overall and per trust server, no GUN label.
+    let text = enforcer.trust_expiry_exposition();
+    assert!(
+        text.contains("# TYPE trustgate_trust_expiry_seconds gauge"),
+        "{text}"
+    );
+    let overall: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("trustgate_trust_expiry_seconds "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert!(overall > 86_400, "{text}");
+    assert!(
+        text.contains(&format!(
+            "trustgate_trust_server_expiry_seconds{{trust_server=\"n\"}} {overall}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("gun="), "{text}");
 }
 
 /// D9: `Retry-After` on a 429 is honoured (up to a minute): until then the server is not asked
