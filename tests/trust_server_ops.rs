@@ -436,3 +436,48 @@ async fn retry_after_keeps_trustgate_off_a_throttling_server() {
     }
     assert_eq!(server.requests(), asked, "asked again within Retry-After");
 }
+
+/// D8: a policy reload that rotates the trust server's password takes effect at the reload
+/// (the clients built for the previous policy are dropped), not only after a restart.
+#[tokio::test]
+async fn a_reloaded_trust_server_password_takes_effect() {
+    use trustgate::cache::TagCacheSettings;
+    use trustgate::enforce::Enforcer;
+    use trustgate::policy::{PolicyHandle, ReloadOutcome, TagVerdict};
+    let server = HttpTrust::start();
+    *server.basic.lock().unwrap() = Some("tg:new-secret".into());
+    repo_with_releases().publish(&server.repo(GUN));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "old-secret\n").unwrap();
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        format!(
+            "[trust_servers.n]\nurl = \"{}\"\nusername = \"tg\"\npassword_file = \"{}\"\n\n[[rules]]\nscope = \"registry.example/**\"\nrequire = \"signed\"\n\n[default]\nrequire = \"reject\"\n",
+            server.url(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let handle = Arc::new(PolicyHandle::load(&policy_file).unwrap_or_else(|e| panic!("{e}")));
+    let enforcer = Enforcer::new(
+        handle.clone(),
+        dir.path().join("state"),
+        TagCacheSettings::default(),
+        Arc::new(trustgate::metrics::Metrics::new()),
+    );
+    let (_, v) = enforcer.tag("registry.example", "team/app", "v1").await;
+    assert!(
+        matches!(v, TagVerdict::Refuse(_)),
+        "wrong password accepted: {v:?}"
+    );
+
+    std::fs::write(&secret, "new-secret\n").unwrap();
+    assert!(matches!(handle.reload(), ReloadOutcome::Replaced { .. }));
+    let (_, v) = enforcer.tag("registry.example", "team/app", "v1").await;
+    assert!(
+        matches!(v, TagVerdict::Signed(..)),
+        "the reloaded password is not used: {v:?}"
+    );
+}

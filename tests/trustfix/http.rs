@@ -26,6 +26,8 @@ pub struct HttpTrust {
     /// Every path asked for.
     pub log: Mutex<Vec<String>>,
     pub url: Mutex<String>,
+    /// `Some("user:password")`: requests without that Basic authorization get 401.
+    pub basic: Mutex<Option<String>>,
 }
 
 impl HttpTrust {
@@ -82,10 +84,14 @@ impl HttpTrust {
         if delay > 0 {
             std::thread::sleep(std::time::Duration::from_millis(delay));
         }
-        let (status, body) = self.respond(&path);
+        let (status, body) = match self.basic.lock().unwrap().clone() {
+            Some(cred) if !authorized(&head, &cred) => (401, Vec::new()),
+            _ => self.respond(&path),
+        };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let reason = match status {
             200 => "OK",
+            401 => "Unauthorized",
             404 => "Not Found",
             429 => "Too Many Requests",
             503 => "Service Unavailable",
@@ -93,7 +99,7 @@ impl HttpTrust {
         };
         let _ = s.write_all(
             format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 30\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 30\r\nWWW-Authenticate: Basic realm=\"notary\"\r\nConnection: close\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -128,4 +134,17 @@ impl HttpTrust {
             Some(Err(_)) => (503, Vec::new()),
         }
     }
+}
+
+fn authorized(head: &str, cred: &str) -> bool {
+    use base64::Engine as _;
+    let want = format!(
+        "basic {}",
+        base64::engine::general_purpose::STANDARD.encode(cred)
+    );
+    head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("authorization") && v.trim().eq_ignore_ascii_case(&want)
+        })
+    })
 }
