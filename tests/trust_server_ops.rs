@@ -481,3 +481,28 @@ async fn a_reloaded_trust_server_password_takes_effect() {
         "the reloaded password is not used: {v:?}"
     );
 }
+
+/// `limits.max_trust_updates` must be positive; the error names the field.
+#[test]
+fn max_trust_updates_is_validated() {
+    let base = "[[upstream]]\nname = \"a.example\"\nurl = \"https://a.example\"\n";
+    let err = trustgate::config::Config::from_toml_str(
+        &format!("[limits]\nmax_trust_updates = 0\n{base}"),
+        "c.toml",
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("limits.max_trust_updates"), "{err}");
+    let cfg = trustgate::config::Config::from_toml_str(
+        &format!("[limits]\nmax_trust_updates = 3\n{base}"),
+        "c.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.limits.max_trust_updates, 3);
+    let cfg = trustgate::config::Config::from_toml_str(base, "c.toml").unwrap();
+    assert_eq!(
+        cfg.limits.max_trust_updates,
+        trustgate::enforce::DEFAULT_MAX_TRUST_UPDATES
+    );
+}
