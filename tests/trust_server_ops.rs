@@ -506,3 +506,31 @@ fn max_trust_updates_is_validated() {
         trustgate::enforce::DEFAULT_MAX_TRUST_UPDATES
     );
 }
+
+/// Two rules pinning one GUN differently, both satisfied by its root, share the state file
+/// without rewriting it on every alternation (the pin entries checked are remembered).
+#[tokio::test]
+async fn alternating_pinnings_do_not_rewrite_the_state() {
+    let server = HttpTrust::start();
+    let state = tempfile::tempdir().unwrap();
+    let pems = tempfile::tempdir().unwrap();
+    let repo = repo_with_releases();
+    repo.publish(&server.repo(GUN));
+    let tofu = policy(&server.url(), "");
+    let pinned = policy(&server.url(), &pin(pems.path(), GUN, &repo.root_keys[0]));
+    let pool = TrustPool::new(state.path().to_path_buf());
+    resolve(&pool, &tofu, "v1").await.unwrap();
+    resolve(&pool, &pinned, "v1").await.unwrap();
+    let dir = std::fs::read_dir(state.path().join("trust"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = trustfix::harness::state_file(&dir);
+    let before = std::fs::read(&file).unwrap();
+    for p in [&tofu, &pinned, &tofu] {
+        resolve(&pool, p, "v1").await.unwrap();
+        assert!(std::fs::read(&file).unwrap() == before, "state rewritten");
+    }
+}

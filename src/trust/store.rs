@@ -35,12 +35,13 @@ pub struct TrustedState {
     /// sharing the directory: a floor recorded before a reset never raises one recorded after.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub floor_resets: BTreeMap<String, u64>,
-    /// The pinning entry that applied to this GUN when its root was last checked against the
-    /// pins ([`TrustPinning::fingerprint_for`](super::pin::TrustPinning::fingerprint_for)).
-    /// `None` in files written before it was recorded: the stored root then faces the pins
+    /// The pinning entries ([`TrustPinning::fingerprint_for`](super::pin::TrustPinning::fingerprint_for))
+    /// the trusted root has been checked against; emptied when the root changes. Several, so
+    /// two rules that pin one GUN differently do not rewrite the file on every alternation.
+    /// Empty in files written before it was recorded: the stored root then faces the pins
     /// once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pinned_by: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pins_checked: BTreeSet<String>,
 }
 
 impl TrustedState {
@@ -70,6 +71,9 @@ impl TrustedState {
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
     }
+
+    /// Most entries kept in [`TrustedState::pins_checked`] (the oldest-named go first).
+    pub const MAX_PINS_CHECKED: usize = 16;
 
     /// Most revoked tags remembered per role; the oldest-named are dropped past it.
     pub const MAX_REVOKED_PER_ROLE: usize = 4096;

@@ -101,12 +101,21 @@ impl Update<'_> {
             .unwrap_or_else(|| TrustedState::new(self.gun));
 
         let (root, root_offline) = self.update_root(&state).await?;
-        let pinned_by = Some(self.pinning.fingerprint_for(self.gun));
-        let pins_changed = state.pinned_by != pinned_by;
-        state.pinned_by = pinned_by;
+        // Record which pinning entry this root now satisfies (`still_pinned`); a new root
+        // starts the record afresh.
+        let root_changed = state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice());
+        if root_changed {
+            state.pins_checked.clear();
+        }
+        let pins_changed = state
+            .pins_checked
+            .insert(self.pinning.fingerprint_for(self.gun));
+        while state.pins_checked.len() > TrustedState::MAX_PINS_CHECKED {
+            state.pins_checked.pop_first();
+        }
         // Pin a newly trusted root at once (as Notary caches each verified role), so a failure
         // further down cannot make the next attempt fall back to first-use trust.
-        if state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice()) {
+        if root_changed {
             // Fast-forward recovery: a rotation that replaced a role's keys drops that role's
             // stale floor (TUF 5.3.11; `floors`).
             // The previous root was verified when stored (and again by `update_root`); only
@@ -277,7 +286,7 @@ impl Update<'_> {
     /// trust stricter but never resets rollback protection.
     fn still_pinned(&self, state: &TrustedState, trusted: LoadedRoot) -> Option<LoadedRoot> {
         let current = self.pinning.fingerprint_for(self.gun);
-        if state.pinned_by.as_deref() == Some(current.as_str()) {
+        if state.pins_checked.contains(&current) {
             return Some(trusted);
         }
         match roles::root_satisfies_pins(self.gun, &trusted.bytes, self.pinning, self.now) {
