@@ -283,7 +283,11 @@ impl Update<'_> {
     /// already trusted, as in Notary). One that does not is set aside: the server's root then meets
     /// the new pins as at first contact, and every version floor is kept (a floor drops only
     /// if the new root replaced that role's keys, `floors`), so an edit of the pins can make
-    /// trust stricter but never resets rollback protection.
+    /// trust stricter but never resets rollback protection. One consequence of sharing the
+    /// state per server: when two rules pin one GUN differently and a rotation is followed
+    /// under one of them, the other checks the rotated root against its own pins again (and
+    /// refuses it if they do not accept it) — fail closed, where Notary with separate trust
+    /// directories would follow the rotation for both.
     fn still_pinned(&self, state: &TrustedState, trusted: LoadedRoot) -> Option<LoadedRoot> {
         let current = self.pinning.fingerprint_for(self.gun);
         if state.pins_checked.contains(&current) {
