@@ -34,6 +34,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long in-flight requests get to finish after shutdown is requested.
     pub shutdown_grace: Duration,
+    /// Trust updates (Notary fetches) running at once, across every trust server; more wait,
+    /// within their `trust_timeout`, then fail closed (503). Bounds what a burst of pulls of
+    /// new repository names can make trustgate send to a trust server (default 32).
+    pub max_trust_updates: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +52,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             shutdown_grace: Duration::from_secs(30),
+            max_trust_updates: crate::enforce::DEFAULT_MAX_TRUST_UPDATES,
         }
     }
 }

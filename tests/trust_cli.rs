@@ -92,7 +92,7 @@ fn args_parse_as_a_subcommand() {
             assert_eq!(l.server.roles, vec!["targets/releases".to_string()]);
             assert!(l.server.ca.is_none() && l.server.root_cert.is_none());
         }
-        TrustCommand::List(_) => panic!("parsed as list"),
+        TrustCommand::List(_) | TrustCommand::Status(_) => panic!("parsed as list or status"),
     }
     assert!(Top::try_parse_from(["trustgate", "trust", "lookup", "gun", "tag"]).is_err());
 }

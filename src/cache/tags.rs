@@ -10,14 +10,18 @@ use moka::Expiry;
 use time::OffsetDateTime;
 
 /// What a verified tag result depends on. Two policies that accept different roles for the
-/// same tag must not share a result, nor may two trust servers, so all of it is in the key.
+/// same tag must not share a result, nor may two trust servers, nor two rules that pin the
+/// same GUN differently (PROXY-REVIEW D14), so all of it is in the key: a reload that changes
+/// any of it for a rule makes that rule's next pull resolve afresh, while rules it leaves
+/// alone keep their entries.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TagKey {
     /// The trust server's base URL, as configured.
     pub trust_server: String,
-    /// The trust client that verified it: a fingerprint of the trust server *and* the rule's
-    /// pinning, so a rule that pins a root never reuses what a trust-on-first-use rule
-    /// verified for the same GUN, and a reload that tightens pinning takes effect at once.
+    /// What else decides the result: the pinning, credentials, CA file and deadline of the
+    /// trust client that verified it (an opaque hash), so a rule that pins a root never reuses
+    /// what a trust-on-first-use rule verified for the same GUN, and a reload that tightens
+    /// pinning takes effect at once.
     pub verifier: String,
     pub gun: String,
     pub tag: String,

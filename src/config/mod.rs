@@ -27,6 +27,7 @@
 //! header_read_timeout = "10s"          # durations: "500ms", "10s", "2m", "1h"
 //! idle_timeout = "90s"                # no request in flight this long: connection closed
 //! shutdown_grace = "30s"
+//! max_trust_updates = 32               # Notary updates at once, every trust server together
 //!
 //! [cache]                              # verified manifests and blobs on disk, by digest
 //! enabled = true                       # default true; false: stream everything from upstream
@@ -36,6 +37,7 @@
 //! [[upstream]]
 //! name = "docker.io"                   # the registry host clients mean (ns=, path prefix)
 //! url = "https://registry-1.docker.io"
+//! path = "hub"                         # optional: /v2/hub/<repo>/... routes here too
 //! ca_file = "/etc/ssl/private-ca.pem"  # extra CA on top of the system roots
 //! connect_timeout = "10s"
 //! request_timeout = "30s"              # until response headers arrive
@@ -95,6 +97,9 @@ pub struct TlsFiles {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// A path prefix that selects this upstream besides its name (`/v2/<path>/<repo>/...`):
+    /// one repository path component, for clients that cannot put the name in a path.
+    pub path: Option<String>,
     pub url: url::Url,
     pub ca_file: Option<PathBuf>,
     pub credentials: Option<Credentials>,

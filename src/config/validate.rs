@@ -56,6 +56,7 @@ struct RawLimits {
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    max_trust_updates: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +71,7 @@ struct RawCache {
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
     name: String,
+    path: Option<String>,
     url: String,
     ca_file: Option<PathBuf>,
     credentials: Option<RawCredentials>,
@@ -312,7 +314,19 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => defaults.max_header_bytes,
                 };
+                let max_trust_updates = match l.max_trust_updates {
+                    Some(0) => {
+                        c.push(
+                            "limits.max_trust_updates",
+                            "a positive number of concurrent trust updates",
+                        );
+                        defaults.max_trust_updates
+                    }
+                    Some(n) => n,
+                    None => defaults.max_trust_updates,
+                };
                 Limits {
+                    max_trust_updates,
                     manifest_max_bytes,
                     max_connections,
                     max_connections_per_peer,
@@ -398,6 +412,25 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     format!("a unique name; {:?} is used twice", u.name),
                 );
             }
+            // `path`: one repository path component (distribution's grammar, so every client
+            // can write it), used by no other upstream as a name or path.
+            if let Some(p) = &u.path {
+                let component =
+                    !p.contains('/') && crate::registry::reference::RepoName::parse(p).is_ok();
+                if !component {
+                    c.push(
+                        format!("{at}.path"),
+                        format!("one repository path component like \"corp\" ([a-z0-9] separated by '.', '_', '__' or '-'), found {p:?}"),
+                    );
+                } else if !seen.insert(p.clone()) {
+                    c.push(
+                        format!("{at}.path"),
+                        format!(
+                            "a prefix no other upstream uses as its name or path; {p:?} is taken"
+                        ),
+                    );
+                }
+            }
             let url = match url::Url::parse(&u.url) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
                     if url.username() != "" || url.password().is_some() {
@@ -453,6 +486,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
             if let Some(url) = url {
                 upstreams.push(UpstreamConfig {
                     name: u.name,
+                    path: u.path,
                     url,
                     ca_file,
                     credentials,

@@ -26,7 +26,9 @@ use crate::policy::{
 };
 use crate::signatures;
 use crate::trust::{TrustError, VerifiedTarget};
-pub use trust_pool::{PoolError, TrustPool};
+pub use trust_pool::{
+    server_identity, server_key, PoolError, TrustExpiry, TrustPool, DEFAULT_MAX_TRUST_UPDATES,
+};
 
 /// Why a resolution failed, shared between the callers that waited on it.
 #[derive(Debug, Clone)]
@@ -69,6 +71,17 @@ impl Enforcer {
             cosign: cosign::CosignResults::new(),
             metrics,
         }
+    }
+
+    /// At most `n` trust updates in flight at once (`limits.max_trust_updates`).
+    pub fn with_max_trust_updates(mut self, n: usize) -> Enforcer {
+        self.pool = self.pool.with_max_updates(n);
+        self
+    }
+
+    /// Expiry early warning over the held trust data ([`TrustPool::expiry`]).
+    pub fn trust_expiry(&self) -> TrustExpiry {
+        self.pool.expiry()
     }
 
     pub fn decide(&self, registry: &str, repository: &str) -> Decision {

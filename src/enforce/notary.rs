@@ -27,6 +27,8 @@ impl Enforcer {
             message,
             unavailable,
         };
+        // Clients built before a policy reload are rebuilt (credentials, CA file contents).
+        self.pool.sync(self.policy.generation());
         let (fingerprint, client) = match self.pool.client(req) {
             Ok(c) => c,
             Err(PoolError::State(e)) => {

@@ -67,6 +67,12 @@ struct SystemLabels {
     system: VerifierSystem,
 }
 
+/// A trust server by the name the policy gives it (bounded by the policy file).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrustServerLabels {
+    trust_server: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     reason: ConnectionRefusal,
@@ -100,6 +106,7 @@ pub struct Metrics {
     manifest_cache_bytes: Gauge<i64>,
     tag_cache_entries: Gauge<i64>,
     trust_expiry_seconds: Gauge<f64, AtomicU64>,
+    trust_server_expiry_seconds: Family<TrustServerLabels, Gauge<i64>>,
 }
 
 impl Default for Metrics {
@@ -129,6 +136,7 @@ impl Metrics {
             manifest_cache_bytes: Gauge::default(),
             tag_cache_entries: Gauge::default(),
             trust_expiry_seconds: Gauge::default(),
+            trust_server_expiry_seconds: Family::default(),
         };
         // Families other than decisions (most outcome × reason pairs cannot occur) start
         // complete, so a dashboard sees a 0 before the first event, not an absent series.
@@ -254,6 +262,11 @@ impl Metrics {
             "trustgate_trust_expiry_seconds",
             "Seconds until the earliest expiry among held trust data (metadata and root certificates); negative once expired, absent data reads as a large value",
             self.trust_expiry_seconds.clone(),
+        );
+        r.register(
+            "trustgate_trust_server_expiry_seconds",
+            "As trustgate_trust_expiry_seconds, per trust server (by its policy name)",
+            self.trust_server_expiry_seconds.clone(),
         );
         self.trust_expiry_seconds.set(f64::from(u32::MAX));
         self
@@ -390,10 +403,20 @@ impl Metrics {
         self.tag_cache_entries.set(clamp(tag_entries));
     }
 
-    /// Seconds until the earliest expiry among held trust data (`None`: nothing held).
-    pub fn set_trust_expiry(&self, seconds: Option<f64>) {
+    /// Seconds until the earliest expiry among held trust data (`None`: nothing held, which
+    /// reads as a large value so that "less than 7 days" alerts stay quiet), and the same per
+    /// trust server the process has used.
+    pub fn set_trust_expiry(&self, seconds: Option<f64>, per_server: &[(String, i64)]) {
         self.trust_expiry_seconds
             .set(seconds.unwrap_or(f64::from(u32::MAX)));
+        self.trust_server_expiry_seconds.clear();
+        for (server, s) in per_server {
+            self.trust_server_expiry_seconds
+                .get_or_create(&TrustServerLabels {
+                    trust_server: server.clone(),
+                })
+                .set(*s);
+        }
     }
 
     /// The exposition text (OpenMetrics).

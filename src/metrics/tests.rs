@@ -83,7 +83,7 @@ fn gauges_and_histograms() {
     m.observe_verification(VerifierSystem::Notary, Duration::from_millis(40));
     m.observe_upstream(Duration::from_millis(20));
     m.set_cache_sizes(1024, 77, 3);
-    m.set_trust_expiry(Some(86_400.0));
+    m.set_trust_expiry(Some(86_400.0), &[("corp".to_string(), 90_000)]);
     let text = m.render();
     for line in [
         "trustgate_request_duration_seconds_count{class=\"2xx\"} 1",
@@ -93,6 +93,7 @@ fn gauges_and_histograms() {
         "trustgate_manifest_cache_bytes 77",
         "trustgate_tag_cache_entries 3",
         "trustgate_trust_expiry_seconds 86400.0",
+        "trustgate_trust_server_expiry_seconds{trust_server=\"corp\"} 90000",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -111,7 +111,8 @@ impl AppState {
         let routes = RouteTable::new(
             config.upstreams.iter().map(|u| u.name.clone()).collect(),
             config.default_upstream,
-        );
+        )
+        .with_paths(config.upstreams.iter().map(|u| u.path.clone()).collect());
         let metrics = Arc::new(Metrics::new());
         policy.count_reloads_in(metrics.clone());
         let enforcer = Enforcer::new(
@@ -119,7 +120,8 @@ impl AppState {
             config.state_dir.clone(),
             TagCacheSettings::default(),
             metrics.clone(),
-        );
+        )
+        .with_max_trust_updates(config.limits.max_trust_updates);
         let manifests = ManifestCache::new(config.cache.memory_max_bytes);
         let buffered = Arc::new(tokio::sync::Semaphore::new(buffer_permits(
             config.limits.max_buffered_bytes,

@@ -39,12 +39,16 @@ fn answer(state: &AppState, method: &Method, path: &str) -> Option<Response<Prox
             "{\"status\":\"ok\"}".to_string(),
         ),
         "/metrics" => {
-            // Sizes are sampled when read, not tracked on every insert.
+            // Sizes and expiry are sampled when read, not tracked on every change.
             state.metrics.set_cache_sizes(
                 state.content.as_ref().map_or(0, |c| c.held_bytes()),
                 state.manifests.held_bytes(),
                 state.enforcer.tag_entries(),
             );
+            let expiry = state.enforcer.trust_expiry();
+            state
+                .metrics
+                .set_trust_expiry(expiry.earliest.map(|s| s as f64), &expiry.per_server);
             (
                 StatusCode::OK,
                 crate::metrics::CONTENT_TYPE,

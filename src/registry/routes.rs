@@ -5,7 +5,10 @@
 //! 1. the `ns` query parameter (containerd adds `?ns=<registry>` when the proxy serves a
 //!    registry host): the path is the repository in that registry, unchanged;
 //! 2. a path prefix `/v2/<upstream-name>/<repo>/...` (registries.conf `location = "proxy/docker.io"`),
-//!    used when the first path segment equals a configured upstream name exactly;
+//!    used when the first path segment equals a configured upstream name exactly, or else an
+//!    upstream's `path` alias (`/v2/corp/<repo>/...` for `path = "corp"`: podman and CRI-O
+//!    refuse a port inside a repository path, so `proxy/registry.corp:5000` cannot be written
+//!    in registries.conf);
 //! 3. the default upstream.
 //!
 //! The raw path is checked before anything else: `%` (encoded slashes or dots), empty
@@ -26,6 +29,8 @@ pub const MAX_TAGS_PAGE: u32 = 10_000;
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     names: Vec<String>,
+    /// Per upstream, an optional path alias (`[[upstream]] path`).
+    paths: Vec<Option<String>>,
     default: Option<usize>,
 }
 
@@ -80,6 +85,9 @@ pub struct Route {
     pub upstream: Option<usize>,
     pub upstream_name: Option<String>,
     pub routed_by: RoutedBy,
+    /// The first path segment that selected the upstream (its name or its `path` alias),
+    /// when [`RoutedBy::PathPrefix`].
+    pub path_prefix: Option<String>,
     pub endpoint: Endpoint,
 }
 
@@ -89,7 +97,10 @@ impl Route {
     pub fn client_repo_path(&self) -> Option<(String, Option<String>)> {
         let repo = self.endpoint.repo()?;
         match (&self.routed_by, &self.upstream_name) {
-            (RoutedBy::PathPrefix, Some(u)) => Some((format!("/v2/{u}/{repo}"), None)),
+            (RoutedBy::PathPrefix, Some(u)) => Some((
+                format!("/v2/{}/{repo}", self.path_prefix.as_deref().unwrap_or(u)),
+                None,
+            )),
             (RoutedBy::Namespace, Some(u)) => Some((format!("/v2/{repo}"), Some(u.clone()))),
             _ => Some((format!("/v2/{repo}"), None)),
         }
@@ -98,7 +109,17 @@ impl Route {
 
 impl RouteTable {
     pub fn new(names: Vec<String>, default: Option<usize>) -> RouteTable {
-        RouteTable { names, default }
+        RouteTable {
+            paths: vec![None; names.len()],
+            names,
+            default,
+        }
+    }
+
+    /// Sets the upstreams' `path` aliases (one entry per upstream, in the same order).
+    pub fn with_paths(mut self, paths: Vec<Option<String>>) -> RouteTable {
+        self.paths = paths;
+        self
     }
 
     fn index_of(&self, name: &str) -> Option<usize> {
@@ -125,6 +146,7 @@ impl RouteTable {
                 upstream: None,
                 upstream_name: None,
                 routed_by: RoutedBy::Default,
+                path_prefix: None,
                 endpoint: Endpoint::ApiBase,
             });
         }
@@ -161,6 +183,7 @@ impl RouteTable {
             return Err(not_found());
         };
 
+        let name_segs_prefix = name_segs.first().copied().unwrap_or_default();
         let (upstream, routed_by, name_segs) =
             self.pick_upstream(name_segs, params.ns.as_deref())?;
         let repo = RepoName::parse(&name_segs.join("/"))?;
@@ -205,6 +228,7 @@ impl RouteTable {
         Ok(Route {
             upstream: Some(upstream),
             upstream_name: self.names.get(upstream).cloned(),
+            path_prefix: (routed_by == RoutedBy::PathPrefix).then(|| name_segs_prefix.to_owned()),
             routed_by,
             endpoint,
         })
@@ -224,7 +248,13 @@ impl RouteTable {
             return Ok((i, RoutedBy::Namespace, name_segs));
         }
         if name_segs.len() >= 2 {
-            if let Some(i) = self.index_of(name_segs[0]) {
+            let by_name = self.index_of(name_segs[0]);
+            let by_path = || {
+                self.paths
+                    .iter()
+                    .position(|p| p.as_deref() == Some(name_segs[0]))
+            };
+            if let Some(i) = by_name.or_else(by_path) {
                 return Ok((i, RoutedBy::PathPrefix, &name_segs[1..]));
             }
         }
@@ -274,6 +304,41 @@ mod tests {
 
     fn table() -> RouteTable {
         RouteTable::new(vec!["docker.io".into(), "127.0.0.1:5001".into()], Some(1))
+    }
+
+    #[test]
+    fn a_path_alias_selects_its_upstream_and_is_stripped() {
+        let t = RouteTable::new(
+            vec!["docker.io".into(), "registry.corp:5000".into()],
+            Some(0),
+        )
+        .with_paths(vec![None, Some("corp".into())]);
+        let r = t
+            .route(&Method::GET, "/v2/corp/team/app/manifests/v1", None)
+            .unwrap();
+        assert_eq!(r.upstream, Some(1));
+        assert_eq!(r.upstream_name.as_deref(), Some("registry.corp:5000"));
+        assert_eq!(r.routed_by, RoutedBy::PathPrefix);
+        assert_eq!(r.endpoint.repo().unwrap().as_str(), "team/app");
+        // Links the client follows keep the alias it used.
+        assert_eq!(
+            r.client_repo_path(),
+            Some(("/v2/corp/team/app".to_string(), None))
+        );
+        // The name still works, and a lone segment is a repository of the default.
+        let r = t
+            .route(
+                &Method::GET,
+                "/v2/registry.corp:5000/team/app/manifests/v1",
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.upstream, Some(1));
+        let r = t
+            .route(&Method::GET, "/v2/corp/manifests/v1", None)
+            .unwrap();
+        assert_eq!(r.upstream, Some(0));
+        assert_eq!(r.endpoint.repo().unwrap().as_str(), "corp");
     }
 
     fn get(path: &str, q: Option<&str>) -> Result<Route, RouteError> {

@@ -1,4 +1,4 @@
-//! `trustgate trust lookup|list`: the verifier as a command-line tool, for operators checking
+//! `trustgate trust lookup|list|status`: the verifier as a command-line tool, for operators checking
 //! what the proxy would trust. Output mirrors `notary lookup` (`<tag> <digest> <size>`) with
 //! the signing role appended; a refusal names its precise reason and exits non-zero.
 //!
@@ -31,6 +31,17 @@ pub enum TrustCommand {
     Lookup(LookupArgs),
     /// List the tags trusted in the accepted roles (like `notary list`).
     List(ListArgs),
+    /// Per GUN held in the state directory: seconds until its trust data stops verifying,
+    /// and what expires first (metadata or root certificate). Asks no server.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// The CLI's state directory (default: ~/.trustgate/trust), or the proxy's `state_dir`
+    /// (its `trust/<server>/` directories are read).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where the trust data comes from and how it is pinned.
@@ -119,7 +130,24 @@ pub async fn run(args: &TrustArgs) -> Result<String, CliError> {
     match &args.command {
         TrustCommand::Lookup(a) => lookup(a).await,
         TrustCommand::List(a) => list(a).await,
+        TrustCommand::Status(a) => status(a),
     }
+}
+
+/// `trustgate trust status`: [`super::expiry::render`] of what is held.
+pub fn status(args: &StatusArgs) -> Result<String, CliError> {
+    let dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => default_state_dir()?,
+    };
+    let held = super::expiry::held(&dir).map_err(|reason| CliError::ReadFile {
+        path: dir.clone(),
+        reason,
+    })?;
+    Ok(super::expiry::render(
+        &held,
+        time::OffsetDateTime::now_utc(),
+    ))
 }
 
 /// One line: `<tag> <digest> <size> <role>`: `notary lookup`'s three fields, then the role.
@@ -169,10 +197,14 @@ fn roles_of(args: &ServerArgs) -> Vec<String> {
 fn state_dir(args: &ServerArgs) -> Result<PathBuf, CliError> {
     match &args.state_dir {
         Some(d) => Ok(d.clone()),
-        None => std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".trustgate").join("trust"))
-            .ok_or(CliError::NoStateDir),
+        None => default_state_dir(),
     }
+}
+
+fn default_state_dir() -> Result<PathBuf, CliError> {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".trustgate").join("trust"))
+        .ok_or(CliError::NoStateDir)
 }
 
 fn open_client(gun: &str, args: &ServerArgs) -> Result<TrustClient, CliError> {

@@ -36,12 +36,40 @@ pub struct TrustSettings {
     /// default) fetches the timestamp on every resolve, as the Notary client does. Expiry is
     /// checked at every lookup regardless.
     pub fresh_for: Duration,
+    /// How long a failed update that found no trust data or could not reach the server is
+    /// remembered per GUN and answered without asking again (negative caching). Zero (the
+    /// default here; the proxy sets [`DEFAULT_NEGATIVE_TTL`]) asks every time. Bounds what a
+    /// client looping over made-up repository names costs the trust server.
+    pub negative_ttl: Duration,
+    /// Shared cap on trust updates running at once (the proxy shares one across every trust
+    /// server); an update that gets no permit within its deadline fails as unreachable.
+    pub update_permits: Option<Arc<tokio::sync::Semaphore>>,
+    /// Read-only state directories consulted for a GUN with no state in `state_dir` yet
+    /// (state kept by earlier versions; see [`StateStore::dir_with_legacy`]).
+    pub legacy_state_dirs: Vec<PathBuf>,
 }
+
+/// What the proxy uses for [`TrustSettings::negative_ttl`].
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+
+/// Most GUNs whose update state one client keeps; past it, idle entries are pruned.
+pub const MAX_SLOTS: usize = 10_000;
 
 /// Source of "now"; injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
-type Slot = Arc<tokio::sync::Mutex<Option<(OffsetDateTime, Arc<TrustedRepo>)>>>;
+/// What one GUN's slot holds between updates.
+#[derive(Default)]
+enum Held {
+    #[default]
+    Nothing,
+    /// Verified at (verification clock); reused within `fresh_for`.
+    Verified(OffsetDateTime, Arc<TrustedRepo>),
+    /// A failed update, remembered within `negative_ttl` (real time).
+    Failed(std::time::Instant, TrustError),
+}
+
+type Slot = Arc<tokio::sync::Mutex<Held>>;
 
 pub struct TrustClient {
     settings: TrustSettings,
@@ -90,7 +118,7 @@ impl TrustClient {
         source: Arc<dyn MetadataSource>,
     ) -> Result<Self, TrustError> {
         let store = match &settings.state_dir {
-            Some(dir) => StateStore::dir(dir)?,
+            Some(dir) => StateStore::dir_with_legacy(dir, settings.legacy_state_dirs.clone())?,
             None => StateStore::memory(),
         };
         Ok(TrustClient {
@@ -118,21 +146,63 @@ impl TrustClient {
             // A panic elsewhere while holding this map cannot leave it inconsistent.
             Err(poisoned) => poisoned.into_inner(),
         };
+        if !slots.contains_key(gun) && slots.len() >= MAX_SLOTS {
+            self.prune(&mut slots);
+        }
         slots.entry(gun.to_owned()).or_default().clone()
     }
 
-    /// Keeps a verified repository for reuse only when reuse is configured: with `fresh_for`
-    /// zero, holding every repository's metadata in memory would buy nothing.
+    /// Drops slots nobody waits on whose content can no longer answer; if that is not
+    /// enough, every slot nobody waits on (what they held only saved work). What remains is
+    /// bounded by the updates in flight.
+    fn prune(&self, slots: &mut HashMap<String, Slot>) {
+        let now = (self.clock)();
+        slots.retain(|_, slot| {
+            Arc::strong_count(slot) > 1
+                || slot
+                    .try_lock()
+                    .map_or(true, |held| self.answers(&held, now).is_some())
+        });
+        if slots.len() >= MAX_SLOTS / 2 {
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.try_lock().is_err());
+        }
+    }
+
+    /// What a slot's content answers now without an update, if anything.
+    fn answers(
+        &self,
+        held: &Held,
+        now: OffsetDateTime,
+    ) -> Option<Result<Arc<TrustedRepo>, TrustError>> {
+        match held {
+            Held::Nothing => None,
+            Held::Verified(at, repo) => {
+                (now >= *at && now - *at < self.settings.fresh_for).then(|| Ok(repo.clone()))
+            }
+            Held::Failed(at, e) => {
+                (at.elapsed() < self.settings.negative_ttl).then(|| Err(e.clone()))
+            }
+        }
+    }
+
+    /// Records an update's outcome: a verified repository only when reuse is configured
+    /// (with `fresh_for` zero, holding every repository's metadata in memory would buy
+    /// nothing), a failure only when negative caching is configured and the failure is one a
+    /// stranger can cause cheaply (no trust data, server unreachable or throttling).
     fn keep(
         &self,
-        slot: &mut Option<(OffsetDateTime, Arc<TrustedRepo>)>,
+        held: &mut Held,
         now: OffsetDateTime,
-        repo: &Arc<TrustedRepo>,
+        result: &Result<Arc<TrustedRepo>, TrustError>,
     ) {
-        *slot = if self.settings.fresh_for.is_zero() {
-            None
-        } else {
-            Some((now, repo.clone()))
+        *held = match result {
+            Ok(repo) if !self.settings.fresh_for.is_zero() => Held::Verified(now, repo.clone()),
+            Err(e @ (TrustError::NoTrustData { .. } | TrustError::Unreachable { .. }))
+                if !self.settings.negative_ttl.is_zero() =>
+            {
+                Held::Failed(std::time::Instant::now(), e.clone())
+            }
+            _ => Held::Nothing,
         };
     }
 
@@ -142,12 +212,36 @@ impl TrustClient {
         let slot = self.slot(gun);
         let mut guard = slot.lock().await;
         let now = (self.clock)();
-        let repo = Arc::new(self.run_update(gun, now).await?);
-        self.keep(&mut guard, now, &repo);
-        Ok(repo)
+        let result = self.run_update(gun, now).await.map(Arc::new);
+        self.keep(&mut guard, now, &result);
+        result
     }
 
     async fn run_update(&self, gun: &str, now: OffsetDateTime) -> Result<TrustedRepo, TrustError> {
+        // An absurd configured deadline must not overflow the clock: a day is "no deadline".
+        let deadline = {
+            let start = tokio::time::Instant::now();
+            start
+                .checked_add(self.settings.limits.update_deadline)
+                .unwrap_or(start + Duration::from_secs(86_400))
+        };
+        // The wait for a permit counts against the update's deadline.
+        let _permit = match &self.settings.update_permits {
+            Some(permits) => Some(
+                tokio::time::timeout_at(deadline, permits.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or_else(|| TrustError::Unreachable {
+                        file: "-".into(),
+                        reason: format!(
+                            "too many trust updates in flight (max_trust_updates): none finished within {:?} (trust_timeout)",
+                            self.settings.limits.update_deadline
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
         Update {
             gun,
             source: self.source.as_ref(),
@@ -156,32 +250,34 @@ impl TrustClient {
             limits: &self.settings.limits,
             now,
             downloaded: Default::default(),
-            // An absurd configured deadline must not overflow the clock: a day is "no deadline".
-            deadline: {
-                let start = tokio::time::Instant::now();
-                start
-                    .checked_add(self.settings.limits.update_deadline)
-                    .unwrap_or(start + Duration::from_secs(86_400))
-            },
+            deadline,
         }
         .run()
         .await
     }
 
-    /// The verified repository, updated unless the last update is younger than `fresh_for`.
+    /// The verified repository, updated unless the last update is younger than `fresh_for`
+    /// (or failed less than `negative_ttl` ago: then that failure again).
     pub async fn repo(&self, gun: &str) -> Result<Arc<TrustedRepo>, TrustError> {
         validate_gun(gun)?;
         let slot = self.slot(gun);
         let mut guard = slot.lock().await;
         let now = (self.clock)();
-        if let Some((at, repo)) = guard.as_ref() {
-            if now >= *at && now - *at < self.settings.fresh_for {
-                return Ok(repo.clone());
-            }
+        if let Some(answer) = self.answers(&guard, now) {
+            return answer;
         }
-        let repo = Arc::new(self.run_update(gun, now).await?);
-        self.keep(&mut guard, now, &repo);
-        Ok(repo)
+        let result = self.run_update(gun, now).await.map(Arc::new);
+        self.keep(&mut guard, now, &result);
+        result
+    }
+
+    /// How many GUNs this client holds update state for (bounded by [`MAX_SLOTS`] plus the
+    /// updates in flight).
+    pub fn slot_count(&self) -> usize {
+        match self.slots.lock() {
+            Ok(s) => s.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
     }
 
     /// The digest `tag` of `gun` is signed for, from the first of `roles` (priority order;

@@ -69,7 +69,15 @@ pub fn settings_for(
 pub struct HttpMetadataSource {
     client: UpstreamClient,
     body_timeout: Duration,
+    /// Until when the server asked not to be asked (429/503 with `Retry-After`): fetches
+    /// fail as unreachable at once, so held, still-valid metadata answers without adding to
+    /// the load of a server that is shedding it.
+    backoff_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Longest `Retry-After` honoured: a server that asks for longer is asked again after this,
+/// so a recovered server is used again soon.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for HttpMetadataSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +93,7 @@ impl HttpMetadataSource {
         HttpMetadataSource {
             client,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            backoff_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -102,8 +111,27 @@ impl HttpMetadataSource {
         self.client.name()
     }
 
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        match self.backoff_until.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     async fn fetch_inner(&self, gun: &str, file: &str, max_len: u64) -> Result<Bytes, FetchError> {
         check_path(gun, file)?;
+        if let Some(until) = *self.backoff() {
+            let now = std::time::Instant::now();
+            if now < until {
+                return Err(FetchError::Unreachable {
+                    file: file.to_string(),
+                    reason: format!(
+                        "the trust server asked to retry after {}s (Retry-After)",
+                        (until - now).as_secs() + 1
+                    ),
+                });
+            }
+        }
         let req = UpstreamRequest {
             method: Method::GET,
             path_and_query: format!("/v2/{gun}/_trust/tuf/{file}"),
@@ -138,6 +166,11 @@ impl HttpMetadataSource {
             },
         })?;
         let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            if let Some(wait) = retry_after(resp.headers()) {
+                *self.backoff() = Some(std::time::Instant::now() + wait);
+            }
+        }
         classify_status(status, file)?;
         // read_body_limited refuses an announced Content-Length above the bound and aborts
         // the stream as soon as it crosses it, so a hostile server never makes us buffer more.
@@ -174,10 +207,11 @@ impl MetadataSource for HttpMetadataSource {
 
 /// Maps a status to a verdict, after Notary's HTTP store (`storage/httpstore.go`
 /// `translateStatusToError`): only 200 is data; 404 is `ErrMetaNotFound`; everything else is
-/// `ErrServerUnavailable` there. We keep 5xx as "unreachable" (cached, still valid data may
-/// answer) but report other statuses (401/403 after the token dance, 3xx, 2xx other than
-/// 200) as a refusal, so an auth or proxy misconfiguration is named as such; its coarse
-/// reason is still "unreachable".
+/// `ErrServerUnavailable` there. We keep 5xx and 429 as "unreachable" (cached, still valid
+/// data may answer: a throttling or overloaded server must not turn every signed pull into a
+/// failure while held metadata is valid) but report other statuses (401/403 after the token
+/// dance, 3xx, 2xx other than 200) as a refusal, so an auth or proxy misconfiguration is
+/// named as such; its coarse reason is still "unreachable".
 fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
     if status == StatusCode::OK {
         Ok(())
@@ -185,7 +219,7 @@ fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
         Err(FetchError::NotFound {
             file: file.to_string(),
         })
-    } else if status.is_server_error() {
+    } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         Err(FetchError::Unreachable {
             file: file.to_string(),
             reason: format!("server answered {status}"),
@@ -196,6 +230,19 @@ fn classify_status(status: StatusCode, file: &str) -> Result<(), FetchError> {
             reason: format!("server answered {status}"),
         })
     }
+}
+
+/// `Retry-After` in seconds (RFC 9110 §10.2.3; the HTTP-date form is not used by the servers
+/// we talk to and is ignored), at most [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// Only metadata files under the GUN's TUF path may be requested. In particular no `*.key`
@@ -287,7 +334,7 @@ mod tests {
             classify_status(StatusCode::NOT_FOUND, "f"),
             Err(FetchError::NotFound { .. })
         ));
-        for s in [500u16, 502, 503, 504] {
+        for s in [429u16, 500, 502, 503, 504] {
             assert!(matches!(
                 classify_status(StatusCode::from_u16(s).unwrap(), "f"),
                 Err(FetchError::Unreachable { .. })

@@ -64,6 +64,7 @@ pub mod cli;
 pub mod client;
 pub mod delegation;
 pub mod errors;
+pub mod expiry;
 pub mod fetch;
 pub mod floors;
 pub mod keys;
@@ -77,7 +78,10 @@ pub mod update;
 pub mod verify;
 pub mod wire;
 
-pub use client::{default_roles, Clock, TrustClient, TrustSettings, DEFAULT_ROLES};
+pub use client::{
+    default_roles, Clock, TrustClient, TrustSettings, DEFAULT_NEGATIVE_TTL, DEFAULT_ROLES,
+    MAX_SLOTS,
+};
 pub use errors::{RefusalReason, TrustError};
 pub use limits::Limits;
 pub use lookup::{TrustedRepo, VerifiedTarget};

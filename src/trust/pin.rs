@@ -55,6 +55,47 @@ impl TrustPinning {
     }
 }
 
+impl TrustPinning {
+    /// What decides first contact for `gun` under this pinning, as a short stable string: the
+    /// entry that applies (`certs[..]`, `ca[..]`, TOFU or TOFU refused) and a hash of its
+    /// certificates. Recorded with a trusted root, so a later edit of the pins that changes
+    /// nothing for this GUN (another GUN's entry, a reordered file) is recognised as no change,
+    /// and one that does change it makes the stored root face the new pins (see
+    /// `Update::update_root`).
+    pub fn fingerprint_for(&self, gun: &str) -> String {
+        use sha2::{Digest as _, Sha256};
+        let mut h = Sha256::new();
+        let label = match checker(self, gun, true) {
+            Ok(Checker::Certs(pins, name)) => {
+                for pin in pins {
+                    match pin {
+                        CertPin::KeyId(id) => {
+                            h.update(b"keyid:");
+                            h.update(id.as_bytes());
+                        }
+                        CertPin::CertDer(der) => {
+                            h.update(b"cert:");
+                            h.update(der);
+                        }
+                    }
+                    h.update([0]);
+                }
+                name
+            }
+            Ok(Checker::Ca(cas, name)) => {
+                for der in cas {
+                    h.update(der);
+                    h.update([0]);
+                }
+                name
+            }
+            Ok(Checker::Tofu) => "tofu".to_owned(),
+            Err(_) => "tofu-disabled".to_owned(),
+        };
+        format!("{label}:{}", hex::encode(&h.finalize()[..12]))
+    }
+}
+
 /// How a root's certificates are judged.
 enum Checker<'a> {
     Certs(&'a [CertPin], String),

@@ -265,6 +265,21 @@ pub fn reload_trusted_root(
     signed_by_own_certs(gun, bytes, parse_root(bytes)?, None, now)
 }
 
+/// Whether a stored root satisfies `pinning`'s entry for this GUN now (the pinning changed
+/// for this GUN since the root was trusted): its root certificates must be valid, and when a
+/// `certs` or `ca` entry applies, a threshold of those it accepts must have signed it.
+/// `tofu = false` alone does not refuse it: a root already trusted is not a first use
+/// (`trustpin.go`: TOFU is refused only on first bootstrap). Its own expiry is not judged
+/// here (an expired trusted root still anchors a rotation).
+pub fn root_satisfies_pins(
+    gun: &str,
+    bytes: &[u8],
+    pinning: &TrustPinning,
+    now: OffsetDateTime,
+) -> Result<(), TrustError> {
+    signed_by_own_certs(gun, bytes, parse_root(bytes)?, Some((pinning, false)), now).map(|_| ())
+}
+
 /// Checks bytes against the length and every supported hash their parent recorded
 /// (`tuf/data/types.go`, `CheckHashes`: all present must match, at least one present).
 pub fn check_meta(

@@ -35,6 +35,13 @@ pub struct TrustedState {
     /// sharing the directory: a floor recorded before a reset never raises one recorded after.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub floor_resets: BTreeMap<String, u64>,
+    /// The pinning entries ([`TrustPinning::fingerprint_for`](super::pin::TrustPinning::fingerprint_for))
+    /// the trusted root has been checked against; emptied when the root changes. Several, so
+    /// two rules that pin one GUN differently do not rewrite the file on every alternation.
+    /// Empty in files written before it was recorded: the stored root then faces the pins
+    /// once.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pins_checked: BTreeSet<String>,
 }
 
 impl TrustedState {
@@ -64,6 +71,9 @@ impl TrustedState {
             base64::engine::general_purpose::STANDARD.encode(bytes),
         );
     }
+
+    /// Most entries kept in [`TrustedState::pins_checked`] (the oldest-named go first).
+    pub const MAX_PINS_CHECKED: usize = 16;
 
     /// Most revoked tags remembered per role; the oldest-named are dropped past it.
     pub const MAX_REVOKED_PER_ROLE: usize = 4096;
@@ -117,7 +127,9 @@ impl TrustedState {
 #[derive(Debug)]
 pub enum StateStore {
     /// A directory; one `<sha256(gun)>.json` file per GUN (hashing keeps any GUN a safe name).
-    Dir(PathBuf),
+    /// `legacy` directories are read, never written, for a GUN the directory has no file for
+    /// yet: where earlier versions kept the same server's state (keyed by its pinning too).
+    Dir { path: PathBuf, legacy: Vec<PathBuf> },
     /// In memory only: trust lasts as long as the process (tests, one-shot CLI).
     Memory(Mutex<BTreeMap<String, TrustedState>>),
 }
@@ -130,7 +142,21 @@ impl StateStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Ok(StateStore::Dir(path))
+        Ok(StateStore::Dir {
+            path,
+            legacy: Vec::new(),
+        })
+    }
+
+    /// As [`StateStore::dir`], falling back to reading `legacy` directories (see the variant).
+    pub fn dir_with_legacy(
+        path: impl Into<PathBuf>,
+        legacy: Vec<PathBuf>,
+    ) -> Result<Self, TrustError> {
+        match Self::dir(path)? {
+            StateStore::Dir { path, .. } => Ok(StateStore::Dir { path, legacy }),
+            memory => Ok(memory),
+        }
     }
 
     pub fn memory() -> Self {
@@ -147,28 +173,36 @@ impl StateStore {
     pub fn load(&self, gun: &str) -> Result<Option<TrustedState>, TrustError> {
         match self {
             StateStore::Memory(m) => Ok(m.lock().map_err(|_| poisoned(gun))?.get(gun).cloned()),
-            StateStore::Dir(dir) => {
-                let path = Self::file_for(dir, gun);
-                let err = |reason: String| TrustError::Store {
-                    gun: gun.to_owned(),
-                    path: path.display().to_string(),
-                    reason,
-                };
-                let bytes = match std::fs::read(&path) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(err(e.to_string())),
-                };
-                // A corrupt state file is an error, never "no state": treating it as absent
-                // would silently reset pins and versions.
-                let state: TrustedState =
-                    serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-                if state.format != TrustedState::FORMAT || state.gun != gun {
-                    return Err(err("state file does not belong to this GUN/format".into()));
+            StateStore::Dir { path: dir, legacy } => {
+                for dir in std::iter::once(dir).chain(legacy) {
+                    if let Some(state) = Self::load_file(dir, gun)? {
+                        return Ok(Some(state));
+                    }
                 }
-                Ok(Some(state))
+                Ok(None)
             }
         }
+    }
+
+    fn load_file(dir: &Path, gun: &str) -> Result<Option<TrustedState>, TrustError> {
+        let path = Self::file_for(dir, gun);
+        let err = |reason: String| TrustError::Store {
+            gun: gun.to_owned(),
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        // A corrupt state file is an error, never "no state": treating it as absent
+        // would silently reset pins and versions.
+        let state: TrustedState = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+        if state.format != TrustedState::FORMAT || state.gun != gun {
+            return Err(err("state file does not belong to this GUN/format".into()));
+        }
+        Ok(Some(state))
     }
 
     pub fn save(&self, state: &TrustedState) -> Result<(), TrustError> {
@@ -180,7 +214,7 @@ impl StateStore {
                     .insert(gun.clone(), state.clone());
                 Ok(())
             }
-            StateStore::Dir(dir) => {
+            StateStore::Dir { path: dir, .. } => {
                 let path = Self::file_for(dir, gun);
                 let err = |reason: String| TrustError::Store {
                     gun: gun.clone(),

@@ -101,9 +101,21 @@ impl Update<'_> {
             .unwrap_or_else(|| TrustedState::new(self.gun));
 
         let (root, root_offline) = self.update_root(&state).await?;
+        // Record which pinning entry this root now satisfies (`still_pinned`); a new root
+        // starts the record afresh.
+        let root_changed = state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice());
+        if root_changed {
+            state.pins_checked.clear();
+        }
+        let pins_changed = state
+            .pins_checked
+            .insert(self.pinning.fingerprint_for(self.gun));
+        while state.pins_checked.len() > TrustedState::MAX_PINS_CHECKED {
+            state.pins_checked.pop_first();
+        }
         // Pin a newly trusted root at once (as Notary caches each verified role), so a failure
         // further down cannot make the next attempt fall back to first-use trust.
-        if state.bytes(ROOT).as_deref() != Some(root.bytes.as_slice()) {
+        if root_changed {
             // Fast-forward recovery: a rotation that replaced a role's keys drops that role's
             // stale floor (TUF 5.3.11; `floors`).
             // The previous root was verified when stored (and again by `update_root`); only
@@ -115,6 +127,8 @@ impl Update<'_> {
             }
             state.set_bytes(ROOT, &root.bytes);
             state.raise_version(ROOT, root.version);
+            self.store.save(&state)?;
+        } else if pins_changed {
             self.store.save(&state)?;
         }
         let stored = Some(state.clone());
@@ -222,7 +236,10 @@ impl Update<'_> {
     /// Root (`tufclient.updateRoot`, `trustpinning/certs.go` `ValidateRoot`).
     async fn update_root(&self, state: &TrustedState) -> Result<(LoadedRoot, bool), TrustError> {
         let trusted = match state.bytes(ROOT) {
-            Some(bytes) => Some(roles::reload_trusted_root(self.gun, &bytes, self.now)?),
+            Some(bytes) => {
+                let trusted = roles::reload_trusted_root(self.gun, &bytes, self.now)?;
+                self.still_pinned(state, trusted)
+            }
             None => None,
         };
         let fetched = self.fetch(ROOT, "root.json", self.limits.root).await;
@@ -249,6 +266,39 @@ impl Update<'_> {
                 Ok((t, true))
             }
             (Some(_), Err(e)) => Err(fetch_error(ROOT, e)),
+        }
+    }
+
+    /// The trusted root, unless the pinning that applies to this GUN changed since it was
+    /// trusted and the new pinning would not accept it at first contact.
+    ///
+    /// Notary consults the pins only at first contact (`trustpinning/certs.go` `ValidateRoot`
+    /// without a previous root; `tufclient.go` `bootstrapClient`): a cached root is itself the
+    /// pin, so pins made stricter later change nothing for a repository already trusted —
+    /// there, only deleting the trust directory makes a new pin bite. trustgate keeps that
+    /// rule while the pins stay as they were (rotations signed by the trusted root are
+    /// followed even when the new root would not satisfy a CA pin, as in Notary), but when
+    /// the operator *changes* what applies to this GUN, the stored root must satisfy the new
+    /// `certs`/`ca` entry as a first-contact root would (`tofu = false` alone refuses no root
+    /// already trusted, as in Notary). One that does not is set aside: the server's root then meets
+    /// the new pins as at first contact, and every version floor is kept (a floor drops only
+    /// if the new root replaced that role's keys, `floors`), so an edit of the pins can make
+    /// trust stricter but never resets rollback protection. One consequence of sharing the
+    /// state per server: when two rules pin one GUN differently and a rotation is followed
+    /// under one of them, the other checks the rotated root against its own pins again (and
+    /// refuses it if they do not accept it) — fail closed, where Notary with separate trust
+    /// directories would follow the rotation for both.
+    fn still_pinned(&self, state: &TrustedState, trusted: LoadedRoot) -> Option<LoadedRoot> {
+        let current = self.pinning.fingerprint_for(self.gun);
+        if state.pins_checked.contains(&current) {
+            return Some(trusted);
+        }
+        match roles::root_satisfies_pins(self.gun, &trusted.bytes, self.pinning, self.now) {
+            Ok(()) => Some(trusted),
+            Err(e) => {
+                tracing::warn!(gun = self.gun, pinning = %current, error = %e, "the trusted root does not satisfy the changed trust pinning: the server's root must (version floors kept)");
+                None
+            }
         }
     }
 

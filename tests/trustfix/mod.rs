@@ -530,3 +530,4 @@ impl MetadataSource for MemSource {
     }
 }
 pub mod harness;
+pub mod http;
