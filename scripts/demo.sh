@@ -4,7 +4,9 @@
 # publishes a signed tag (demo/signed:1.0, signed with the real notary CLI, exactly what
 # `docker trust sign` does underneath) and an unsigned one (demo/unsigned:1.0), then starts
 # trustgate on its embedded default and pulls both through it with skopeo: the signed tag is
-# rewritten to its signed digest, the unsigned one refused.
+# rewritten to its signed digest, the unsigned one refused. Then the migration: a second
+# trustgate, whose policy accepts DCT or a cosign signature (any_of), serves a cosign-signed
+# image by its digest, the DCT-signed one as before, and still refuses the unsigned one.
 #
 # Everything listens on loopback only. On exit (success, failure or Ctrl-C) it stops exactly
 # the processes it started, by pid, and removes its temporary directory.
@@ -207,6 +209,93 @@ sed 's/^/    /' "$WORK/unsigned.err"
 info "and the raw answer:"
 curl -sS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
   -w '\n    (HTTP %{http_code})\n' "http://$TRUSTGATE_ADDR/v2/demo/unsigned/manifests/1.0" | sed 's/^/    /'
+
+# ---------------------------------------------------------------------------------------------
+say "Migrating to Sigstore cosign: one policy that accepts DCT or cosign (any_of)"
+info "Docker Content Trust is being retired; a scope can accept either signature while it moves."
+# A cosign key pair and a signature in cosign's simple-signing format, made with openssl (what
+# `cosign generate-key-pair` and `cosign sign --key` produce: an ECDSA P-256 key, a DER
+# signature over the payload, stored in the registry under the tag sha256-<hex>.sig).
+openssl ecparam -genkey -name prime256v1 -noout -out "$WORK/cosign.key" 2>/dev/null
+openssl ec -in "$WORK/cosign.key" -pubout -out "$WORK/cosign.pub" 2>/dev/null
+COSIGNED_DIGEST=$(push_image demo/cosigned 1.0)
+info "$REGISTRY/demo/cosigned:1.0  $COSIGNED_DIGEST (no DCT trust data)"
+printf '{"critical":{"identity":{"docker-reference":"%s/demo/cosigned"},"image":{"docker-manifest-digest":"%s"},"type":"cosign container image signature"},"optional":null}' \
+  "$REGISTRY" "$COSIGNED_DIGEST" > "$WORK/cosign-payload.json"
+SIG=$(openssl dgst -sha256 -sign "$WORK/cosign.key" "$WORK/cosign-payload.json" | base64 -w0)
+printf '{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}' > "$WORK/cosign-config.json"
+for file in "$WORK/cosign-payload.json" "$WORK/cosign-config.json"; do
+  dig=$(sha256sum "$file" | cut -d' ' -f1)
+  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$REGISTRY/v2/demo/cosigned/blobs/uploads/" \
+        | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case $loc in http*) ;; *) loc="http://$REGISTRY$loc" ;; esac
+  case $loc in *\?*) loc="$loc&digest=sha256:$dig" ;; *) loc="$loc?digest=sha256:$dig" ;; esac
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$file" "$loc" >/dev/null
+done
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":%s,"digest":"sha256:%s"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":%s,"digest":"sha256:%s","annotations":{"dev.cosignproject.cosign/signature":"%s"}}]}' \
+  "$(stat -c %s "$WORK/cosign-config.json")" "$(sha256sum "$WORK/cosign-config.json" | cut -d' ' -f1)" \
+  "$(stat -c %s "$WORK/cosign-payload.json")" "$(sha256sum "$WORK/cosign-payload.json" | cut -d' ' -f1)" \
+  "$SIG" > "$WORK/cosign-sig-manifest.json"
+curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$WORK/cosign-sig-manifest.json" \
+  "http://$REGISTRY/v2/demo/cosigned/manifests/sha256-${COSIGNED_DIGEST#sha256:}.sig" >/dev/null
+info "signed with the cosign key: tag sha256-${COSIGNED_DIGEST#sha256:}.sig"
+
+cat > "$WORK/migration-policy.toml" <<EOF
+version = 1
+[trust_servers.local]
+url = "$NOTARY_URL"
+
+[verifiers.dct]
+type = "notary"
+trust_server = "local"
+
+[verifiers.release]
+type = "cosign"
+keys = ["$WORK/cosign.pub"]
+tlog = false
+
+[[rules]]
+name = "demo, migrating from DCT to cosign"
+scope = "$REGISTRY/demo/**"
+require = "signed"
+signed_by = { any_of = ["dct", "release"] }
+
+[default]
+require = "reject"
+EOF
+cat > "$WORK/migration.toml" <<EOF
+listen = ["127.0.0.1:5002"]
+policy = "$WORK/migration-policy.toml"
+state_dir = "$WORK/state-migration"
+[[upstream]]
+name = "$REGISTRY"
+url = "http://$REGISTRY"
+EOF
+info "which rule and verifiers apply (trustgate policy explain):"
+"$TRUSTGATE" policy explain "$WORK/migration-policy.toml" "$REGISTRY/demo/cosigned" | sed 's/^/    /'
+port_free 127.0.0.1:5002 || die "127.0.0.1:5002 is already in use"
+"$TRUSTGATE" serve --config "$WORK/migration.toml" > "$WORK/trustgate-migration.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:5002/readyz" trustgate-migration "${PIDS[-1]}"
+for image in demo/cosigned demo/signed; do
+  skopeo --insecure-policy copy --src-tls-verify=false \
+    "docker://127.0.0.1:5002/$image:1.0" "dir:$WORK/pulled-m-${image#demo/}" > "$WORK/skopeo-m.log" 2>&1 \
+    || { cat "$WORK/skopeo-m.log"; die "$image:1.0 was refused under any_of"; }
+  info "$image:1.0 served as sha256:$(sha256sum "$WORK/pulled-m-${image#demo/}/manifest.json" | cut -d' ' -f1)"
+done
+GOT_C="sha256:$(sha256sum "$WORK/pulled-m-cosigned/manifest.json" | cut -d' ' -f1)"
+[ "$GOT_C" = "$COSIGNED_DIGEST" ] || die "expected the cosign-signed digest $COSIGNED_DIGEST"
+GOT_S="sha256:$(sha256sum "$WORK/pulled-m-signed/manifest.json" | cut -d' ' -f1)"
+[ "$GOT_S" = "$SIGNED_DIGEST" ] || die "expected the DCT-signed digest $SIGNED_DIGEST"
+info "(demo/cosigned by its cosign signature; demo/signed by DCT, still as its signed digest)"
+if skopeo --insecure-policy copy --retry-times 0 --src-tls-verify=false \
+     "docker://127.0.0.1:5002/demo/unsigned:1.0" "dir:$WORK/pulled-m-unsigned" 2>/dev/null; then
+  die "the unsigned tag was served under any_of"
+fi
+info "demo/unsigned:1.0 refused by both verifiers:"
+curl -sS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  -w '\n    (HTTP %{http_code})\n' "http://127.0.0.1:5002/v2/demo/unsigned/manifests/1.0" | sed 's/^/    /'
 
 say "The audit trail (one event per decision) and the counters"
 grep 'pull decision' "$WORK/trustgate.log" | sed 's/^/    /' || true

@@ -79,6 +79,9 @@ fn main() -> ExitCode {
         Command::Policy(args) => match trustgate::policy::cli::run(&args) {
             Ok(out) => {
                 print!("{out}");
+                if !out.is_empty() && !out.ends_with('\n') {
+                    println!();
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
