@@ -19,6 +19,7 @@ pub mod config;
 pub mod enforce;
 pub mod limits;
 pub mod metrics;
+pub mod notation;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
