@@ -259,9 +259,11 @@ fn statement(at: &str, r: RawStatement) -> Result<Statement, String> {
         Some("audit") => Level::Audit,
         Some("skip") => Level::Skip,
         None | Some("") => return Err(format!("{at}.signatureVerification.level: missing")),
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "{at}.signatureVerification.level: {other:?} is not strict, permissive, audit or skip"
-        )),
+        ))
+        }
     };
     let mut enforcement: BTreeMap<Check, Action> =
         Check::ALL.iter().map(|c| (*c, level.action(*c))).collect();

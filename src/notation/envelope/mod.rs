@@ -186,9 +186,11 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<SignerInfo, String> {
     let info = match media_type {
         MEDIA_TYPE_JWS => jws::parse(bytes)?,
         MEDIA_TYPE_COSE => cose::parse(bytes)?,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "envelope media type {other:?} is neither {MEDIA_TYPE_JWS:?} nor {MEDIA_TYPE_COSE:?}"
-        )),
+        ))
+        }
     };
     if info.chain.is_empty() {
         return Err("the envelope carries no certificate chain".into());
