@@ -192,6 +192,7 @@ pub fn leaf(ca: &Ca, spec: LeafSpec) -> Signer {
     let key = KeyPair::generate_for(alg).unwrap();
     let mut p = CertificateParams::default();
     p.distinguished_name = dn("signer", &spec.org);
+    p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = spec.key_usages;
     p.extended_key_usages = spec.eku;
     p.not_before = spec.not_before;
