@@ -232,7 +232,8 @@ pub fn parse(source: &str, bytes: &[u8]) -> Result<TrustPolicy, PolicyError> {
         for scope in keys {
             if let Some(other) = scope_owner.insert(scope.clone(), st.name.clone()) {
                 return Err(err(format!(
-                    "{at}.registryScopes: {scope:?} is also in statement {other:?}; a scope may belong to one statement only"
+                    "{at} ({:?}).registryScopes: {scope:?} is also in statement {other:?}; a scope may belong to one statement only",
+                    st.name
                 )));
             }
         }
@@ -457,7 +458,7 @@ fn identities(at: &str, raw: &[String]) -> Result<Identities, String> {
         if value.trim().is_empty() {
             return Err(format!("{field}: x509.subject has no value"));
         }
-        let dn = parse_dn(value).map_err(|e| format!("{field}: {e}"))?;
+        let dn = parse_dn(value.trim()).map_err(|e| format!("{field}: {e}"))?;
         subjects.push((id.clone(), dn));
     }
     for (i, (a, da)) in subjects.iter().enumerate() {
