@@ -238,3 +238,149 @@ pub fn check_envelope_blob(layer: &EnvelopeLayer, blob: &[u8]) -> Result<(), Str
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> TargetDescriptor {
+        TargetDescriptor {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 1234,
+        }
+    }
+
+    fn sig_manifest(subject: &TargetDescriptor, legacy: bool) -> Vec<u8> {
+        let mut m = json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_IMAGE_MANIFEST,
+            "artifactType": ARTIFACT_TYPE_SIGNATURE,
+            "config": {"mediaType": MEDIA_TYPE_EMPTY, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+            "layers": [{"mediaType": MEDIA_TYPE_JWS, "digest": format!("sha256:{}", "11".repeat(32)), "size": 2000}],
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
+            "annotations": {ANNOTATION_THUMBPRINTS: "[\"aa\"]"}
+        });
+        if legacy {
+            m.as_object_mut().unwrap().remove("artifactType");
+            m["config"]["mediaType"] = ARTIFACT_TYPE_SIGNATURE.into();
+        }
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn fallback_tag_is_the_tag_schema() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            fallback_tag(&d).unwrap(),
+            format!("sha256-{}", "ab".repeat(32))
+        );
+        assert!(fallback_tag("sha256:AB").is_err());
+        assert!(fallback_tag("md5:00").is_err());
+    }
+
+    #[test]
+    fn candidates_keep_notation_signatures_a_trust_store_can_match() {
+        let desc = |digest: &str, at: &str, prints: Option<&str>| {
+            let mut d = json!({"mediaType": MEDIA_TYPE_IMAGE_MANIFEST, "digest": digest, "size": 700, "artifactType": at});
+            if let Some(p) = prints {
+                d["annotations"] = json!({ANNOTATION_THUMBPRINTS: p});
+            }
+            d
+        };
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                desc("sha256:01", ARTIFACT_TYPE_SIGNATURE, Some("[\"AA\",\"bb\"]")),
+                desc("sha256:02", ARTIFACT_TYPE_SIGNATURE, Some("[\"cc\"]")),
+                desc("sha256:03", "application/vnd.dev.cosign.artifact.sig.v1+json", None),
+                desc("sha256:04", ARTIFACT_TYPE_SIGNATURE, None),
+            ]
+        }))
+        .unwrap();
+        let got: Vec<String> = candidates(&index, &["aa".into()])
+            .unwrap()
+            .into_iter()
+            .map(|c| c.digest)
+            .collect();
+        assert_eq!(got, ["sha256:01", "sha256:04"]);
+        let bad = serde_json::to_vec(
+            &json!({"manifests": [desc("sha256:05", ARTIFACT_TYPE_SIGNATURE, Some("aa"))]}),
+        )
+        .unwrap();
+        assert!(candidates(&bad, &[])
+            .unwrap_err()
+            .contains("not a JSON array"));
+        assert!(candidates(&vec![b' '; MAX_MANIFEST_BYTES + 1], &[])
+            .unwrap_err()
+            .contains("more than"));
+        let huge = serde_json::to_vec(&json!({"manifests": [{"mediaType": MEDIA_TYPE_IMAGE_MANIFEST, "digest": "sha256:06", "size": 1u64 << 40, "artifactType": ARTIFACT_TYPE_SIGNATURE}]})).unwrap();
+        assert!(candidates(&huge, &[]).unwrap_err().contains("claims"));
+    }
+
+    #[test]
+    fn signature_manifest_must_be_about_the_signed_manifest() {
+        let t = target();
+        for legacy in [false, true] {
+            let m = sig_manifest(&t, legacy);
+            let layer = signature_layer(&m, &sha256_digest(&m), &t).unwrap();
+            assert_eq!(layer.media_type, MEDIA_TYPE_JWS);
+        }
+        // A signature manifest whose subject is another image.
+        let mut other = t.clone();
+        other.digest = format!("sha256:{}", "cd".repeat(32));
+        let m = sig_manifest(&other, false);
+        let e = signature_layer(&m, &sha256_digest(&m), &t).unwrap_err();
+        assert!(e.contains("is about sha256:cdcd"), "{e}");
+        // Bytes that do not hash to the digest they were fetched by.
+        let m = sig_manifest(&t, false);
+        let e = signature_layer(&m, &format!("sha256:{}", "00".repeat(32)), &t).unwrap_err();
+        assert!(e.contains("hashes to"), "{e}");
+        // Two layers, a foreign layer type, an oversized envelope, a cosign artifact.
+        let mut v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        let layer0 = v["layers"][0].clone();
+        for (edit, needle) in [
+            (json!([layer0.clone(), layer0.clone()]), "has 2 layers"),
+            (
+                json!([{"mediaType": "application/octet-stream", "digest": "sha256:11", "size": 5}]),
+                "neither",
+            ),
+            (
+                json!([{"mediaType": MEDIA_TYPE_COSE, "digest": "sha256:11", "size": MAX_ENVELOPE_BYTES + 1}]),
+                "more than",
+            ),
+        ] {
+            v["layers"] = edit;
+            let b = serde_json::to_vec(&v).unwrap();
+            let e = signature_layer(&b, &sha256_digest(&b), &t).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        v["artifactType"] = "application/vnd.dev.cosign.artifact.sig.v1+json".into();
+        let b = serde_json::to_vec(&v).unwrap();
+        assert!(signature_layer(&b, &sha256_digest(&b), &t)
+            .unwrap_err()
+            .contains("not a Notation signature"));
+    }
+
+    #[test]
+    fn envelope_blob_must_match_its_descriptor() {
+        let blob = b"{\"payload\":\"\"}".to_vec();
+        let layer = EnvelopeLayer {
+            media_type: MEDIA_TYPE_JWS.into(),
+            digest: sha256_digest(&blob),
+            size: blob.len() as u64,
+        };
+        check_envelope_blob(&layer, &blob).unwrap();
+        let mut other = blob.clone();
+        other[0] = b'[';
+        assert!(check_envelope_blob(&layer, &other)
+            .unwrap_err()
+            .contains("hashes to"));
+        assert!(check_envelope_blob(&layer, &blob[1..])
+            .unwrap_err()
+            .contains("bytes"));
+    }
+}

@@ -61,7 +61,7 @@ fn insert(out: &mut Dn, ty: &str, value: String) -> Result<(), String> {
 
 fn mandatory(dn: &Dn) -> Result<(), String> {
     for f in MANDATORY {
-        if dn.get(f).is_none_or(|v| v.is_empty()) {
+        if !matches!(dn.get(f), Some(v) if !v.is_empty()) {
             return Err(format!(
                 "mandatory attribute {f} is missing (C, ST or S, and O are required)"
             ));

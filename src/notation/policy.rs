@@ -390,7 +390,10 @@ pub fn validate_scope(scope: &str) -> Result<(), String> {
             && !l.ends_with('-')
     };
     let host_ok = host.split('.').all(label_ok);
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = match port {
+        None => true,
+        Some(p) => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+    };
     let repo_ok = repo.split('/').all(|c| {
         !c.is_empty()
             && c.bytes().all(|b| {
