@@ -150,6 +150,14 @@ fn notation_config_directory_is_accepted_as_the_cli_writes_it() {
         "revocation not checked is recorded: {:?}",
         v.logged
     );
+    // The same through the facade the enforce layer calls.
+    let cfg = trustgate::notation::config::NotationConfig::load(root).unwrap();
+    let v = cfg
+        .verify(&target(), SCOPE, &env, JWS, time::OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(v.statement, "acme");
+    assert_eq!(cfg.thumbprints(SCOPE).len(), 3);
+    assert!(cfg.thumbprints("registry.example/unlisted").is_empty());
     // trustpolicy.oci.json wins over trustpolicy.json.
     write(&root.join("trustpolicy.oci.json"), b"{}");
     let e = policy::load_from_config_dir(root).unwrap_err().to_string();

@@ -1,7 +1,8 @@
 //! Notation (Notary Project) signature verification, as `notation verify` does it, as pure
 //! functions: no network, no clock of its own, no file access outside [`truststore`] and
 //! [`policy`] loading. The enforce layer fetches the signature manifests and envelope blobs
-//! (see [`discover`]) and calls [`verify::verify_signature`] with the resolved descriptor.
+//! (see [`discover`]) and calls [`verify::verify_signature`] with the resolved descriptor, or
+//! [`config::NotationConfig`] for a Notation configuration directory as the CLI keeps it.
 //!
 //! Sources: notaryproject/specifications@d4b62b9 (`specs/signature-specification.md`,
 //! `signature-envelope-jws.md`, `signature-envelope-cose.md`, `trust-store-trust-policy.md`),
@@ -15,6 +16,7 @@
 //! the signature, as the spec requires of a verifier without plugins).
 
 pub mod certs;
+pub mod config;
 pub mod discover;
 pub mod dn;
 pub mod envelope;

@@ -163,3 +163,92 @@ pub fn parse(bytes: &[u8]) -> Result<SignerInfo, String> {
         signature: sign1.signature.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coset::{CborSerializable, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+
+    fn build(
+        edit: impl FnOnce(HeaderBuilder) -> HeaderBuilder,
+        x5chain: Option<Value>,
+        payload: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let ph = edit(
+            HeaderBuilder::new()
+                .algorithm(iana::Algorithm::ES256)
+                .content_type("application/vnd.cncf.notary.payload.v1+json".into())
+                .text_value(H_SIGNING_SCHEME.into(), Value::Text("notary.x509".into()))
+                .add_critical_label(RegisteredLabelWithPrivate::Text(H_SIGNING_SCHEME.into())),
+        )
+        .build();
+        let mut ph = ph;
+        if !ph
+            .rest
+            .iter()
+            .any(|(l, _)| *l == Label::Text(H_SIGNING_TIME.into()))
+        {
+            ph.rest.push((
+                Label::Text(H_SIGNING_TIME.into()),
+                Value::Tag(1, Box::new(Value::Integer(1_700_000_000.into()))),
+            ));
+        }
+        let mut un = coset::Header::default();
+        if let Some(x) = x5chain {
+            un.rest.push((Label::Int(X5CHAIN), x));
+        }
+        let mut b = CoseSign1Builder::new().protected(ph).unprotected(un);
+        if let Some(p) = payload {
+            b = b.payload(p.to_vec());
+        }
+        b.signature(vec![0; 64]).build().to_tagged_vec().unwrap()
+    }
+
+    fn chain() -> Option<Value> {
+        Some(Value::Array(vec![Value::Bytes(vec![1, 2, 3])]))
+    }
+
+    #[test]
+    fn cose_header_rules() {
+        let ok = parse(&build(|h| h, chain(), Some(b"{}"))).unwrap();
+        assert_eq!(ok.signing_time.unix_timestamp(), 1_700_000_000);
+        assert_eq!(ok.chain, vec![vec![1, 2, 3]]);
+        // RFC 9360: one certificate may be a bare bstr.
+        let bare = parse(&build(|h| h, Some(Value::Bytes(vec![9])), Some(b"{}"))).unwrap();
+        assert_eq!(bare.chain, vec![vec![9]]);
+        assert!(parse(&build(|h| h, None, Some(b"{}")))
+            .unwrap_err()
+            .contains("no x5chain"));
+        assert!(parse(&build(|h| h, chain(), None))
+            .unwrap_err()
+            .contains("detached"));
+        let e = parse(&build(
+            |h| h.algorithm(iana::Algorithm::EdDSA),
+            chain(),
+            Some(b"{}"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("not one Notation accepts"), "{e}");
+        let e = parse(&build(
+            |h| h.text_value(H_SIGNING_TIME.into(), Value::Integer(5.into())),
+            chain(),
+            Some(b"{}"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("tag-1 integer"), "{e}");
+        let e = parse(&build(
+            |h| {
+                h.add_critical_label(RegisteredLabelWithPrivate::Assigned(
+                    iana::HeaderParameter::Kid,
+                ))
+            },
+            chain(),
+            Some(b"{}"),
+        ))
+        .unwrap_err();
+        assert!(e.contains("label 4"), "{e}");
+        // An untagged COSE_Sign1 is not a Notation envelope.
+        let untagged = CoseSign1Builder::new().build().to_vec().unwrap();
+        assert!(parse(&untagged).unwrap_err().contains("tagged COSE_Sign1"));
+    }
+}

@@ -156,3 +156,110 @@ pub fn parse(bytes: &[u8]) -> Result<SignerInfo, String> {
         signature,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(protected: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "payload": URL_SAFE_NO_PAD.encode(b"{}"),
+            "protected": URL_SAFE_NO_PAD.encode(serde_json::to_vec(&protected).unwrap()),
+            "header": {"x5c": ["AAAA"]},
+            "signature": URL_SAFE_NO_PAD.encode([1u8; 64]),
+        }))
+        .unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({
+            "alg": "ES256",
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "crit": ["io.cncf.notary.signingScheme"],
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": "2024-06-18T17:08:35+08:00",
+        })
+    }
+
+    fn err(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut p = base();
+        edit(&mut p);
+        parse(&env(p)).unwrap_err()
+    }
+
+    #[test]
+    fn protected_header_rules() {
+        let ok = parse(&env(base())).unwrap();
+        assert_eq!(ok.signing_time.unix_timestamp(), 1718701715);
+        assert_eq!(ok.signed_bytes.iter().filter(|b| **b == b'.').count(), 1);
+        assert!(err(|p| p["alg"] = "RS256".into()).contains("not one Notation accepts"));
+        assert!(err(|p| p["alg"] = "none".into()).contains("not one Notation accepts"));
+        assert!(err(|p| p["cty"] = "application/json".into()).contains("content type"));
+        assert!(err(|p| {
+            p.as_object_mut().unwrap().remove("cty");
+        })
+        .contains("no content type"));
+        assert!(
+            err(|p| p["io.cncf.notary.signingScheme"] = "notary.default.x509".into())
+                .contains("unsupported signing scheme")
+        );
+        assert!(err(|p| {
+            p.as_object_mut()
+                .unwrap()
+                .remove("io.cncf.notary.signingTime");
+        })
+        .contains("signingTime is missing"));
+        assert!(
+            err(|p| p["io.cncf.notary.authenticSigningTime"] = "2024-06-18T17:08:35Z".into())
+                .contains("must not be present")
+        );
+        assert!(err(|p| p["crit"] = json!([])).contains("no crit"));
+        assert!(
+            err(|p| p["io.cncf.notary.expiry"] = "2099-01-01T00:00:00Z".into())
+                .contains("not marked critical: io.cncf.notary.expiry")
+        );
+        assert!(
+            err(|p| p["crit"] = json!(["io.cncf.notary.signingScheme", "io.example.absent"]))
+                .contains("marked critical but not present")
+        );
+        assert!(err(|p| p["io.cncf.notary.signingTime"] = "yesterday".into()).contains("RFC 3339"));
+        // signingAuthority needs authenticSigningTime, critical, and no signingTime.
+        assert!(
+            err(|p| p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into())
+                .contains("must not be present for notary.x509.signingAuthority")
+        );
+        let mut sa = base();
+        sa["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+        sa.as_object_mut()
+            .unwrap()
+            .remove("io.cncf.notary.signingTime");
+        sa["io.cncf.notary.authenticSigningTime"] = "2024-06-18T17:08:35Z".into();
+        assert!(parse(&env(sa.clone()))
+            .unwrap_err()
+            .contains("not marked critical: io.cncf.notary.authenticSigningTime"));
+        sa["crit"] = json!([
+            "io.cncf.notary.signingScheme",
+            "io.cncf.notary.authenticSigningTime"
+        ]);
+        parse(&env(sa)).unwrap();
+    }
+
+    #[test]
+    fn only_the_flattened_serialization_with_unpadded_base64url() {
+        let general = serde_json::to_vec(&json!({"payload": "e30", "signatures": []})).unwrap();
+        assert!(parse(&general)
+            .unwrap_err()
+            .contains("general serialization"));
+        let mut v: serde_json::Value = serde_json::from_slice(&env(base())).unwrap();
+        v["signature"] = format!("{}==", v["signature"].as_str().unwrap()).into();
+        assert!(parse(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .contains("unpadded base64url"));
+        let mut v: serde_json::Value = serde_json::from_slice(&env(base())).unwrap();
+        v["extra"] = 1.into();
+        assert!(parse(&serde_json::to_vec(&v).unwrap())
+            .unwrap_err()
+            .contains("unknown field"));
+    }
+}
