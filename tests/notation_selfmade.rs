@@ -457,3 +457,109 @@ fn scopes_and_skip() {
     .unwrap();
     assert!(v.skipped);
 }
+
+/// Notary CA rules webpki does not apply to a chain's root: the root's pathLenConstraint, and
+/// keyCertSign on every CA (codesigning_cert_validations.go `validateCodeSigningCACertificate`).
+#[test]
+fn ca_path_length_and_key_cert_sign_are_checked() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mk_ca = |cn: &str, bc: BasicConstraints, kus: Vec<KeyUsagePurpose>, issuer: Option<&Ca>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(bc);
+        p.key_usages = kus;
+        p.not_before = now() - Duration::days(1);
+        p.not_after = now() + Duration::days(100);
+        let cert = match issuer {
+            None => p.self_signed(&key).unwrap(),
+            Some(i) => p.signed_by(&key, &i.cert, &i.key).unwrap(),
+        };
+        Ca { cert, key }
+    };
+    let sign_kus = vec![KeyUsagePurpose::KeyCertSign];
+    for (root_bc, inter_kus, want) in [
+        (BasicConstraints::Unconstrained, sign_kus.clone(), None),
+        (
+            BasicConstraints::Constrained(0),
+            sign_kus.clone(),
+            Some("pathLenConstraint 0 but 1 CA certificate(s) below it"),
+        ),
+        (
+            BasicConstraints::Unconstrained,
+            vec![KeyUsagePurpose::DigitalSignature],
+            Some("keyUsage must include keyCertSign"),
+        ),
+    ] {
+        let root = mk_ca("Root", root_bc, sign_kus.clone(), None);
+        let inter = mk_ca(
+            "Intermediate",
+            BasicConstraints::Unconstrained,
+            inter_kus,
+            Some(&root),
+        );
+        let mut s = leaf(&inter, LeafSpec::default());
+        s.chain.push(root.cert.der().to_vec());
+        let env = cose(&s, &payload_for(&target()), &Headers::default());
+        let r = run(
+            &env,
+            COSE,
+            &policy(STRICT),
+            &ca_store(vec![root.cert.der().to_vec()]),
+            &target(),
+            now(),
+        );
+        match want {
+            None => {
+                r.unwrap();
+            }
+            Some(needle) => {
+                let e = r.unwrap_err();
+                assert!(e.message.contains(needle), "want {needle:?}: {e}");
+            }
+        }
+    }
+}
+
+/// verifier.go `verifyTimestamp`: with `afterCertExpiry` a valid chain needs no timestamp;
+/// with `always` a missing one fails authenticTimestamp, which `permissive` only logs.
+#[test]
+fn verify_timestamp_options() {
+    let ca1 = ca("Test CA");
+    let s = leaf(&ca1, LeafSpec::default());
+    let env = jws(&s, &payload_for(&target()), &Headers::default());
+    let mut st = ca_store(vec![ca1.cert.der().to_vec()]);
+    st.insert(
+        trustgate::notation::policy::StoreRef {
+            kind: StoreType::Tsa,
+            name: "tsa".into(),
+        },
+        vec![ca1.cert.der().to_vec()],
+    );
+    let with = |level: &str, vt: &str| {
+        policy(&format!(
+            r#""signatureVerification":{{"level":"{level}","verifyTimestamp":"{vt}","override":{{"revocation":"skip"}}}},"trustStores":["ca:test","tsa:tsa"],"trustedIdentities":["*"]"#
+        ))
+    };
+    run(
+        &env,
+        JWS,
+        &with("strict", "afterCertExpiry"),
+        &st,
+        &target(),
+        now(),
+    )
+    .unwrap();
+    let e = run(&env, JWS, &with("strict", "always"), &st, &target(), now()).unwrap_err();
+    assert_eq!(e.check, Some(Check::AuthenticTimestamp), "{e}");
+    let v = run(
+        &env,
+        JWS,
+        &with("permissive", "always"),
+        &st,
+        &target(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(v.logged[0].0, Check::AuthenticTimestamp);
+}
