@@ -20,6 +20,7 @@ pub mod cosign;
 pub mod enforce;
 pub mod limits;
 pub mod metrics;
+pub mod notation;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
