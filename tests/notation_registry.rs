@@ -7,53 +7,15 @@ mod notation_common;
 mod support;
 
 use notation_common::*;
-use support::registry::{Blob, Pusher, Registry, OCI_INDEX, OCI_MANIFEST};
-use trustgate::notation::discover::{
-    self, ANNOTATION_THUMBPRINTS, ARTIFACT_TYPE_SIGNATURE, MEDIA_TYPE_EMPTY,
-};
+use support::notation::push_signature;
+use support::registry::{Pusher, Registry, OCI_INDEX, OCI_MANIFEST};
+use trustgate::notation::discover;
 use trustgate::notation::TargetDescriptor;
 
 async fn get(http: &reqwest::Client, url: String, accept: &str) -> Vec<u8> {
     let r = http.get(url).header("accept", accept).send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap().to_vec()
-}
-
-/// Pushes a signature manifest (empty config, one envelope layer, `subject`) by digest;
-/// returns its index descriptor, as the referrers API would list it.
-async fn push_signature(
-    pusher: &Pusher,
-    repo: &str,
-    subject: &TargetDescriptor,
-    envelope: Vec<u8>,
-    media_type: &'static str,
-    thumbprint: &str,
-) -> serde_json::Value {
-    let empty = Blob::new(b"{}".to_vec(), MEDIA_TYPE_EMPTY);
-    let env = Blob::new(envelope, media_type);
-    pusher.blob(repo, &empty).await;
-    pusher.blob(repo, &env).await;
-    let annotations = serde_json::json!({
-        ANNOTATION_THUMBPRINTS: serde_json::to_string(&[thumbprint]).unwrap(),
-    });
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE_SIGNATURE,
-        "config": empty.descriptor(),
-        "layers": [env.descriptor()],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
-        "annotations": annotations,
-    }))
-    .unwrap();
-    let digest = support::registry::sha256(&manifest);
-    pusher
-        .manifest(repo, &digest, OCI_MANIFEST, &manifest)
-        .await;
-    serde_json::json!({
-        "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
-        "artifactType": ARTIFACT_TYPE_SIGNATURE, "annotations": annotations,
-    })
 }
 
 #[tokio::test(flavor = "multi_thread")]

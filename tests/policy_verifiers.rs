@@ -127,8 +127,8 @@ fn cosign_verifier_errors_name_line_and_field() {
     assert_eq!(
         e,
         [
-            "policy.toml:2: verifiers.x.type: expected \"notary\" or \"cosign\", found \"sigstore\"",
-            "policy.toml:3: verifiers.y.type: missing; expected \"notary\" or \"cosign\"",
+            "policy.toml:2: verifiers.x.type: expected \"notary\", \"cosign\" or \"notation\", found \"sigstore\"",
+            "policy.toml:3: verifiers.y.type: missing; expected \"notary\", \"cosign\" or \"notation\"",
             "policy.toml:5: verifiers.default: expected a verifier name of letters, digits, '-' and '_' (not \"default\"), found \"default\"",
         ]
     );

@@ -11,6 +11,7 @@
 
 mod cosign;
 mod notary;
+mod notation;
 mod reached;
 mod trust_pool;
 
@@ -137,10 +138,16 @@ impl Enforcer {
                     self.cosign(v.name(), generation, c, tag, digest, upstream)
                         .await
                 }
+                VerifierKind::Notation(n) => {
+                    let digest = resolved.get_or_init(|| upstream.resolve_tag(tag)).await;
+                    self.notation(v.name(), n, registry, repository, tag, digest, upstream)
+                        .await
+                }
             };
             let system = match v.kind() {
                 VerifierKind::Notary(_) => VerifierSystem::Notary,
                 VerifierKind::Cosign(_) => VerifierSystem::Cosign,
+                VerifierKind::Notation(_) => VerifierSystem::Notation,
             };
             let result = match &answer {
                 Ok(_) => VerificationResult::Verified,

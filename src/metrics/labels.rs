@@ -103,6 +103,7 @@ label_enum!(
     VerifierSystem {
         Notary => "notary",
         Cosign => "cosign",
+        Notation => "notation",
     }
 );
 

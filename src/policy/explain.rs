@@ -122,6 +122,22 @@ fn verifier(out: &mut String, v: &Verifier, img: &ImageRef) {
             let _ = writeln!(out, "  roles:        {}", n.roles());
             let _ = writeln!(out, "  root trust:   {}", n.pinning().pin_for(&gun));
         }
+        VerifierKind::Notation(n) => {
+            let _ = writeln!(
+                out,
+                "  signatures:   Notation JWS or COSE envelopes with the tag's digest as subject (tag sha256-<hex>)"
+            );
+            let _ = writeln!(out, "  config:       {}", n.dir().display());
+            let scope = format!("{}/{}", img.registry, img.repository);
+            match n.config().policy.applicable(&scope) {
+                Ok(st) => {
+                    let _ = writeln!(out, "  statement:    {:?}", st.name);
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  statement:    none applies ({e})");
+                }
+            }
+        }
         VerifierKind::Cosign(c) => {
             let _ = writeln!(
                 out,

@@ -32,9 +32,9 @@ pub use error::{PolicyError, PolicyErrorKind, PolicyErrors};
 pub use explain::{check_file, explain, explain_file, ImageRef};
 pub use matcher::{ScopePattern, Specificity};
 pub use model::{
-    Combine, CosignKey, CosignVerifier, DigestPulls, GunTemplate, Mode, NotaryVerifier, Pin,
-    PinnedCert, Requirement, RoleRequirement, Rule, RuleId, SignedRequirement, TrustPinning,
-    TrustServer, Verifier, VerifierKind,
+    Combine, CosignKey, CosignVerifier, DigestPulls, GunTemplate, Mode, NotaryVerifier,
+    NotationVerifier, Pin, PinnedCert, Requirement, RoleRequirement, Rule, RuleId,
+    SignedRequirement, TrustPinning, TrustServer, Verifier, VerifierKind,
 };
 pub use reload::{PolicyHandle, ReloadOutcome, DEFAULT_WATCH_INTERVAL};
 pub use verdict::{

@@ -134,7 +134,7 @@ impl SignedRequirement {
     pub fn notary(&self) -> Option<&NotaryVerifier> {
         self.verifiers.iter().find_map(|v| match &v.kind {
             VerifierKind::Notary(n) => Some(n),
-            VerifierKind::Cosign(_) => None,
+            VerifierKind::Cosign(_) | VerifierKind::Notation(_) => None,
         })
     }
 }
@@ -175,11 +175,12 @@ impl Verifier {
     pub fn kind(&self) -> &VerifierKind {
         &self.kind
     }
-    /// `notary` or `cosign`.
+    /// `notary`, `cosign` or `notation`.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             VerifierKind::Notary(_) => "notary",
             VerifierKind::Cosign(_) => "cosign",
+            VerifierKind::Notation(_) => "notation",
         }
     }
 }
@@ -192,6 +193,27 @@ pub enum VerifierKind {
     /// tag's digest by one of these keys. No transparency log (`cosign verify --key
     /// --insecure-ignore-tlog`); keyless identities come later.
     Cosign(CosignVerifier),
+    /// Notation (Notary Project): a JWS or COSE signature whose subject is the tag's digest,
+    /// judged by a Notation CLI configuration directory (`trustpolicy.oci.json` +
+    /// `truststore/`), exactly as `notation verify` would with it.
+    Notation(NotationVerifier),
+}
+
+/// `type = "notation"`.
+#[derive(Debug, Clone)]
+pub struct NotationVerifier {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) config: Arc<crate::notation::config::NotationConfig>,
+}
+
+impl NotationVerifier {
+    /// The configuration directory, as resolved at load time.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &crate::notation::config::NotationConfig {
+        &self.config
+    }
 }
 
 /// `type = "cosign"`.

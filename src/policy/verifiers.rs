@@ -7,12 +7,14 @@ use std::sync::Arc;
 use super::error::PolicyErrorKind;
 use super::load::{at_line, expected_words, Builder, NOTARY_KEYS};
 use super::model::{
-    Combine, CosignKey, CosignVerifier, SignedRequirement, TrustServer, Verifier, VerifierKind,
+    Combine, CosignKey, CosignVerifier, NotationVerifier, SignedRequirement, TrustServer, Verifier,
+    VerifierKind,
 };
 use super::raw::{Field, TableReader};
 use crate::cosign::PublicKey;
 
-const TYPES: &[&str] = &["notary", "cosign"];
+const TYPES: &[&str] = &["notary", "cosign", "notation"];
+const NOTATION_KEYS: &[&str] = &["type", "config_dir"];
 const COSIGN_KEYS: &[&str] = &["type", "keys", "tlog"];
 /// cosign settings a later version will support. Named here so that a policy written for
 /// keyless verification fails with "not supported yet", not with a bare "unknown key", and
@@ -101,6 +103,10 @@ impl Builder<'_> {
             let ok = self.only_keys(&t, &allowed, &[]);
             let notary = self.notary(&t, servers);
             VerifierKind::Notary(notary.filter(|_| ok)?)
+        } else if kind == "notation" {
+            let ok = self.only_keys(&t, NOTATION_KEYS, &[]);
+            let notation = self.notation(&t);
+            VerifierKind::Notation(notation.filter(|_| ok)?)
         } else {
             let ok = self.only_keys(&t, COSIGN_KEYS, COSIGN_LATER);
             let cosign = self.cosign(&t);
@@ -132,6 +138,35 @@ impl Builder<'_> {
             self.ctx.push(f.line, &f.path, kind);
         }
         ok
+    }
+
+    /// `config_dir`: a Notation CLI configuration directory, loaded (and every trust store it
+    /// names read) now, so a bad file fails the policy load and names itself.
+    fn notation(&mut self, t: &TableReader<'_>) -> Option<NotationVerifier> {
+        let Some(f) = t.get("config_dir") else {
+            self.ctx.push(
+                t.line,
+                &t.child_path("config_dir"),
+                PolicyErrorKind::Missing {
+                    expected:
+                        "config_dir = \"<directory with trustpolicy.oci.json and truststore/>\""
+                            .into(),
+                },
+            );
+            return None;
+        };
+        let s = self.ctx.string(f)?;
+        let dir = self.resolve(&s.value);
+        match crate::notation::config::NotationConfig::load(&dir) {
+            Ok(config) => Some(NotationVerifier {
+                dir,
+                config: Arc::new(config),
+            }),
+            Err(reason) => {
+                self.file_error(f, &dir, reason);
+                None
+            }
+        }
     }
 
     fn cosign(&mut self, t: &TableReader<'_>) -> Option<CosignVerifier> {

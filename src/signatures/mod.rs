@@ -19,6 +19,7 @@ use crate::trust::VerifiedTarget;
 pub enum System {
     Notary,
     Cosign,
+    Notation,
 }
 
 impl fmt::Display for System {
@@ -26,6 +27,7 @@ impl fmt::Display for System {
         f.write_str(match self {
             System::Notary => "notary",
             System::Cosign => "cosign",
+            System::Notation => "notation",
         })
     }
 }
@@ -82,6 +84,26 @@ impl Verified {
                 verifier: verifier.to_string(),
                 system: System::Cosign,
                 identity: format!("key {}", k.key_fingerprint()),
+            }],
+            held_until: None,
+        }
+    }
+
+    /// Notation: a signature whose payload names this digest (and `length`, which Notation
+    /// signs), trusted by the named statement of the trust policy.
+    pub fn from_notation(
+        verifier: &str,
+        target: &crate::notation::TargetDescriptor,
+        v: &crate::notation::verify::Verified,
+    ) -> Verified {
+        let signer = v.signer_subject.as_deref().unwrap_or("?");
+        Verified {
+            digest: target.digest.clone(),
+            length: Some(target.size),
+            vouchers: vec![Voucher {
+                verifier: verifier.to_string(),
+                system: System::Notation,
+                identity: format!("statement {:?}, signer {signer}", v.statement),
             }],
             held_until: None,
         }

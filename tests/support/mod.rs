@@ -9,6 +9,7 @@ pub mod clients;
 pub mod cosign;
 pub mod fake_upstream;
 pub mod notary;
+pub mod notation;
 pub mod pki;
 pub mod proc;
 pub mod registry;

@@ -1,0 +1,214 @@
+//! The Notation verifier of a rule: the tag's digest as the upstream resolves it now, vouched
+//! for by a Notation signature that the verifier's trust policy and trust store accept
+//! ([`crate::notation`], which is pure; this file only gathers its inputs).
+//!
+//! Discovery is the distribution spec's tag-schema fallback: the index under the tag
+//! `sha256-<hex>` lists the referrers of that digest (what `notation sign` pushes to a
+//! registry without the referrers API, docker-registry among them). Candidates are
+//! filtered by artifact type and by the `io.cncf.notary.x509chain.thumbprint#S256`
+//! annotation (a signature no trust store can match is not fetched), then each is checked in
+//! turn: its manifest hashes to the digest the index names, its `subject` is the resolved
+//! manifest, its one envelope layer is fetched within its descriptor's size, and the envelope
+//! is verified. The first that verifies vouches; a trust policy statement at level `skip`
+//! never does (trustgate serves a signed scope only as a verified digest; a scope that needs
+//! no signature is a `require = "allow"` rule).
+
+use time::OffsetDateTime;
+
+use super::Enforcer;
+use crate::cosign::fetch::{FetchError, Registry};
+use crate::metrics::DecisionReason;
+use crate::notation::discover::{candidates, check_envelope_blob, fallback_tag, signature_layer};
+use crate::notation::TargetDescriptor;
+use crate::policy::NotationVerifier;
+use crate::registry::Digest;
+use crate::signatures::{Refusal, Verified};
+
+/// Largest manifest read while looking for signatures (the index and each signature manifest).
+const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+/// Signatures checked per pull, at most: a repository cannot make one pull verify forever.
+const MAX_CANDIDATES: usize = 16;
+
+impl Enforcer {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn notation<R: Registry>(
+        &self,
+        name: &str,
+        v: &NotationVerifier,
+        registry: &str,
+        repository: &str,
+        tag: &str,
+        resolved: &Result<Digest, FetchError>,
+        upstream: &R,
+    ) -> Result<Verified, Refusal> {
+        let refuse = |reason, message: String, unavailable| Refusal {
+            verifier: name.to_string(),
+            reason,
+            message,
+            unavailable,
+        };
+        let unavailable = |what: String, reason: &str| {
+            refuse(
+                DecisionReason::TrustUnreachable,
+                format!("{what} could not be read at the upstream: {reason}"),
+                true,
+            )
+        };
+        let digest = match resolved {
+            Ok(d) => *d,
+            Err(FetchError::NotFound) => {
+                return Err(refuse(
+                    DecisionReason::TagNotSigned,
+                    format!("tag {tag} does not exist at the upstream"),
+                    false,
+                ))
+            }
+            Err(FetchError::TooLarge { limit }) => {
+                return Err(refuse(
+                    DecisionReason::Other,
+                    format!("tag {tag}: the manifest is over the {limit}-byte limit"),
+                    false,
+                ))
+            }
+            Err(FetchError::Unavailable { reason }) => {
+                return Err(unavailable(format!("tag {tag}"), reason))
+            }
+        };
+        let digest_s = digest.to_string();
+        // The signed payload names the manifest's media type and size as well as its digest
+        // (signature-specification.md, "Payload"): read the manifest itself.
+        let manifest = match upstream.manifest(&digest_s, MANIFEST_LIMIT).await {
+            Ok(m) => m,
+            Err(FetchError::Unavailable { reason }) => {
+                return Err(unavailable(format!("manifest {digest_s}"), &reason))
+            }
+            Err(e) => {
+                return Err(refuse(
+                    DecisionReason::Other,
+                    format!("manifest {digest_s} could not be read: {e:?}"),
+                    false,
+                ))
+            }
+        };
+        if Digest::sha256_of(&manifest) != digest {
+            return Err(refuse(
+                DecisionReason::ContentMismatch,
+                format!("the upstream's manifest for {digest_s} does not hash to it"),
+                false,
+            ));
+        }
+        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let target = TargetDescriptor {
+            media_type,
+            digest: digest_s.clone(),
+            size: manifest.len() as u64,
+        };
+        let scope = format!("{registry}/{repository}");
+        let config = v.config();
+        let not_signed = |detail: String| {
+            refuse(
+                DecisionReason::TagNotSigned,
+                format!("tag {tag}: no Notation signature for {digest_s} {detail}"),
+                false,
+            )
+        };
+        let index_tag = fallback_tag(&digest_s).map_err(&not_signed)?;
+        let index = match upstream.manifest(&index_tag, MANIFEST_LIMIT).await {
+            Ok(i) => i,
+            Err(FetchError::NotFound) => {
+                return Err(not_signed(format!(
+                    "(the referrers tag {index_tag} does not exist)"
+                )))
+            }
+            Err(FetchError::Unavailable { reason }) => {
+                return Err(unavailable(format!("referrers tag {index_tag}"), &reason))
+            }
+            Err(FetchError::TooLarge { limit }) => {
+                return Err(not_signed(format!(
+                    "(the referrers index {index_tag} is over {limit} bytes)"
+                )))
+            }
+        };
+        let trusted = config.thumbprints(&scope);
+        let found = candidates(&index, &trusted).map_err(|e| not_signed(format!("({e})")))?;
+        if found.is_empty() {
+            let stores = match config.policy.applicable(&scope) {
+                Ok(st) => st
+                    .trust_stores
+                    .iter()
+                    .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => e,
+            };
+            return Err(not_signed(format!(
+                "(no signature in the referrers index is by a certificate of the trust stores that apply: [{stores}])"
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut why = Vec::new();
+        for c in found.iter().take(MAX_CANDIDATES) {
+            let sig_manifest = match upstream.manifest(&c.digest, MANIFEST_LIMIT).await {
+                Ok(m) => m,
+                Err(FetchError::Unavailable { reason }) => {
+                    return Err(unavailable(
+                        format!("signature manifest {}", c.digest),
+                        &reason,
+                    ))
+                }
+                Err(e) => {
+                    why.push(format!("{}: {e:?}", c.digest));
+                    continue;
+                }
+            };
+            let layer = match signature_layer(&sig_manifest, &c.digest, &target) {
+                Ok(l) => l,
+                Err(e) => {
+                    why.push(e);
+                    continue;
+                }
+            };
+            let Ok(layer_digest) = Digest::parse(&layer.digest) else {
+                why.push(format!(
+                    "envelope digest {:?} is not canonical",
+                    layer.digest
+                ));
+                continue;
+            };
+            let envelope = match upstream.blob(&layer_digest, layer.size).await {
+                Ok(b) => b,
+                Err(FetchError::Unavailable { reason }) => {
+                    return Err(unavailable(format!("envelope {}", layer.digest), &reason))
+                }
+                Err(e) => {
+                    why.push(format!("envelope {}: {e:?}", layer.digest));
+                    continue;
+                }
+            };
+            if let Err(e) = check_envelope_blob(&layer, &envelope) {
+                why.push(e);
+                continue;
+            }
+            match config.verify(&target, &scope, &envelope, &layer.media_type, now) {
+                Ok(ok) if ok.skipped => why.push(format!(
+                    "trust policy statement {:?} skips verification for {scope}; a signed rule needs a verified signature",
+                    ok.statement
+                )),
+                Ok(ok) => return Ok(Verified::from_notation(name, &target, &ok)),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Err(refuse(
+            DecisionReason::SignatureInvalid,
+            format!(
+                "tag {tag}: no Notation signature for {digest_s} verifies under {} ({})",
+                v.dir().display(),
+                why.join("; ")
+            ),
+            false,
+        ))
+    }
+}

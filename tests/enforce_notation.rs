@@ -1,0 +1,179 @@
+//! A scope that requires Notation, end to end: the real docker-registry holds an image and a
+//! Notation signature the way `notation sign` stores it there (signature manifest by digest,
+//! listed under the `sha256-<hex>` tag), trustgate judges it with a Notation CLI configuration
+//! directory (`trustpolicy.oci.json` + `truststore/x509/ca/<name>/`), and skopeo pulls through
+//! it: the signed tag is served as its digest; an unsigned tag, and one signed by a leaf of a
+//! CA that no trust store holds, are refused with what was expected. And the migration rule:
+//! `any_of(notation, …)` is served by the Notation signature alone, `all_of` is not.
+mod notation_common;
+mod support;
+
+use notation_common::{ca, cose, jws, leaf, payload_for, Headers, LeafSpec};
+use support::notation::push_signature;
+use support::registry::{proxy_config, skopeo_copy, Pusher, Registry, TestProxy, OCI_INDEX};
+use trustgate::notation::discover;
+use trustgate::notation::TargetDescriptor;
+
+const REPO: &str = "team/app";
+/// Under the Notation-only rule (team/app has the any_of rule).
+const OTHER: &str = "team/other";
+
+/// A Notation config directory trusting `ca_pem` for `scope`, as the CLI lays it out.
+fn notation_config(dir: &std::path::Path, scopes: &str, ca_pem: &str) -> std::path::PathBuf {
+    let cfg = dir.join("notation");
+    let store = cfg.join("truststore/x509/ca/corp");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("corp-ca.crt"), ca_pem).unwrap();
+    std::fs::write(
+        cfg.join("trustpolicy.oci.json"),
+        format!(
+            r#"{{"version":"1.0","trustPolicies":[{{"name":"corp-images","registryScopes":[{scopes}],"signatureVerification":{{"level":"strict","override":{{"revocation":"skip"}}}},"trustStores":["ca:corp"],"trustedIdentities":["*"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+async fn get(proxy: &TestProxy, repo: &str, reference: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v2/{repo}/manifests/{reference}", proxy.url))
+        .header("accept", support::registry::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notation_scope_serves_signed_digests_and_refuses_the_rest() {
+    let reg = Registry::start();
+    let pusher = Pusher::new(&reg);
+    let signed = pusher.image(REPO, "v1", true, 31, 512, "amd64").await;
+    let unsigned = pusher
+        .image(OTHER, "unsigned", true, 32, 512, "amd64")
+        .await;
+    let stranger_signed = pusher
+        .image(OTHER, "stranger", true, 33, 512, "amd64")
+        .await;
+    let corp = ca("Corp Signing CA");
+    let other = ca("Someone Else CA");
+    let signer = leaf(&corp, LeafSpec::default());
+    let stranger = leaf(&other, LeafSpec::default());
+    let corp_print = trustgate::notation::truststore::thumbprint(corp.cert.der());
+    for (repo, img, s, print, cose_envelope) in [
+        (REPO, &signed, &signer, &corp_print, true),
+        // The annotation lies (it names corp's CA), so the signature is fetched and checked.
+        (OTHER, &stranger_signed, &stranger, &corp_print, false),
+    ] {
+        let target = TargetDescriptor {
+            media_type: img.media_type.into(),
+            digest: img.digest.clone(),
+            size: img.manifest.len() as u64,
+        };
+        let (envelope, mt) = if cose_envelope {
+            (
+                cose(s, &payload_for(&target), &Headers::default()),
+                "application/cose",
+            )
+        } else {
+            (
+                jws(s, &payload_for(&target), &Headers::default()),
+                "application/jose+json",
+            )
+        };
+        let entry = push_signature(&pusher, repo, &target, envelope, mt, print).await;
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry],
+        }))
+        .unwrap();
+        let tag = discover::fallback_tag(&target.digest).unwrap();
+        pusher.manifest(repo, &tag, OCI_INDEX, &index).await;
+    }
+
+    let dir = support::tempdir();
+    let scopes = format!("\"{h}/{REPO}\",\"{h}/{OTHER}\"", h = reg.host());
+    let cfg_dir = notation_config(dir.path(), &scopes, &corp.cert.pem());
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[trust_servers.none]\nurl = \"http://127.0.0.1:1\"\n\
+             [verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n\
+             [verifiers.dct]\ntype = \"notary\"\ntrust_server = \"none\"\n\
+             [[rules]]\nscope = \"{}/team/**\"\nrequire = \"signed\"\nsigned_by = \"corp\"\n\
+             [[rules]]\nscope = \"{}/team/app\"\nrequire = \"signed\"\nsigned_by = {{ any_of = [\"dct\", \"corp\"] }}\n\
+             [default]\nrequire = \"reject\"\n",
+            cfg_dir.display().to_string(),
+            reg.host(),
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let explain = trustgate::policy::Policy::load(&policy).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        explain.decide(&reg.host(), REPO).requirement(),
+        trustgate::policy::Requirement::Signed(_)
+    ));
+    let cfg = format!(
+        "policy = {:?}\n{}",
+        policy.display().to_string(),
+        proxy_config(&[(&reg.host(), &reg.url)], "")
+    );
+    let proxy = TestProxy::start(&cfg).await;
+
+    // any_of(dct, corp): the trust server is down, the Notation signature vouches alone.
+    let (status, body) = get(&proxy, REPO, "v1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.as_bytes(), signed.manifest.as_slice());
+    let out = dir.path().join("pulled");
+    let src = format!("docker://{}/{REPO}:v1", proxy.addr);
+    let o = tokio::task::spawn_blocking(move || skopeo_copy(&src, &out)).await;
+    assert!(o.is_ok(), "skopeo could not pull the Notation-signed tag");
+    assert_eq!(
+        std::fs::read(dir.path().join("pulled/manifest.json")).unwrap(),
+        signed.manifest
+    );
+
+    let (status, body) = get(&proxy, OTHER, "unsigned").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("no Notation signature"), "{body}");
+    assert!(body.contains(&unsigned.digest), "names the digest: {body}");
+    let (status, body) = get(&proxy, OTHER, "stranger").await;
+    assert_eq!(
+        status, 403,
+        "a leaf of an untrusted CA was accepted: {body}"
+    );
+    assert!(body.contains("verifies under"), "{body}");
+    assert!(
+        body.contains("corp-images"),
+        "names the trust policy statement: {body}"
+    );
+    proxy.shutdown().await;
+}
+
+#[test]
+fn a_broken_notation_config_fails_the_policy_load_naming_the_field() {
+    let dir = support::tempdir();
+    let missing = dir.path().join("no-such-dir");
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
+            missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let e = trustgate::policy::Policy::load(&policy)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("verifiers.corp.config_dir"), "{e}");
+    assert!(e.contains("no-such-dir"), "{e}");
+    let e2 = trustgate::policy::Policy::from_str(
+        "version = 1\n[verifiers.corp]\ntype = \"notation\"\n[default]\nrequire = \"reject\"\n",
+        "p.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e2.contains("config_dir"), "{e2}");
+}
