@@ -30,6 +30,9 @@
 //! [cache]                              # verified manifests and blobs on disk, by digest
 //! enabled = true                       # default true; false: stream everything from upstream
 //! max_bytes = 10737418240              # default 10 GiB; least recently used files go first
+//!                                      # (fills in progress count: their length is reserved)
+//! min_free_bytes = 67108864            # default 64 MiB left free on state_dir's volume,
+//!                                      # so a filling cache never starves the trust state
 //!
 //! [[upstream]]
 //! name = "docker.io"                   # the registry host clients mean (ns=, path prefix)
@@ -64,13 +67,20 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Total bytes of cached content; least recently used entries are evicted beyond it.
     pub max_bytes: u64,
+    /// Free bytes the cache always leaves on `state_dir`'s filesystem: a blob whose fill would
+    /// go below this is streamed (verified) but not cached, so trust-state writes on the same
+    /// volume never fail because the content cache filled it (PROXY-REVIEW D1).
+    pub min_free_bytes: u64,
 }
+
+pub const DEFAULT_CACHE_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             enabled: true,
             max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            min_free_bytes: DEFAULT_CACHE_MIN_FREE_BYTES,
         }
     }
 }
@@ -250,7 +260,8 @@ mod tests {
             c.cache,
             CacheConfig {
                 enabled: false,
-                max_bytes: 1 << 20
+                max_bytes: 1 << 20,
+                min_free_bytes: DEFAULT_CACHE_MIN_FREE_BYTES,
             }
         );
         let p =

@@ -62,6 +62,7 @@ struct RawLimits {
 struct RawCache {
     enabled: Option<bool>,
     max_bytes: Option<u64>,
+    min_free_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +339,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => cache_defaults.max_bytes,
                 },
+                min_free_bytes: rc.min_free_bytes.unwrap_or(cache_defaults.min_free_bytes),
             },
         };
 

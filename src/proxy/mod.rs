@@ -18,6 +18,7 @@ pub mod blob;
 pub mod body;
 mod cached;
 pub mod enforced;
+pub mod fill;
 pub mod listing;
 pub mod manifest;
 pub mod ops;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Blob sizes that verified manifests name, to refuse lying lengths early.
     pub blob_sizes: blob::BlobSizes,
+    /// Blob fills in progress: one upstream GET per blob however many clients miss it.
+    pub fills: std::sync::Arc<fill::Fills>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
     next_id: AtomicU64,
@@ -92,9 +95,10 @@ impl AppState {
         policy: Arc<PolicyHandle>,
     ) -> Result<Arc<AppState>, StartError> {
         let content = if config.cache.enabled {
-            Some(DiskStore::open(
+            Some(DiskStore::open_with_floor(
                 config.state_dir.join("content"),
                 config.cache.max_bytes,
+                config.cache.min_free_bytes,
             )?)
         } else {
             None
@@ -124,6 +128,7 @@ impl AppState {
             content,
             metrics,
             blob_sizes: blob::BlobSizes::new(BLOB_SIZE_ENTRIES),
+            fills: fill::Fills::new(),
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))
