@@ -239,9 +239,10 @@ async fn a_lying_upstream_cuts_every_follower_and_caches_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fills_stay_inside_the_budget() {
-    // A budget of 2.5 MiB and three different cold 1 MiB blobs filling at once: the three
+    // A budget of 2.25 MiB and three different cold 1 MiB blobs filling at once: the three
     // reservations cannot all fit, so one blob is streamed (verified) without being cached,
-    // and neither held nor reserved bytes ever exceed the budget.
+    // and the bytes on disk — published entries plus temp files of fills in progress —
+    // never exceed the budget.
     let blobs: Vec<Vec<u8>> = (0..3).map(|i| det_bytes(310 + i, 1024 * 1024)).collect();
     let by_digest: std::collections::HashMap<String, Vec<u8>> =
         blobs.iter().map(|b| (sha256(b), b.clone())).collect();
@@ -265,7 +266,7 @@ async fn concurrent_fills_stay_inside_the_budget() {
         }
     })
     .await;
-    let max = 5 * 512 * 1024u64;
+    let max = 9 * 256 * 1024u64;
     let cfg = format!(
         "{}\n[cache]\nmax_bytes = {max}\nmin_free_bytes = 0\n",
         proxy_config(&[("up.test", &up.url)], "")
@@ -286,7 +287,15 @@ async fn concurrent_fills_stay_inside_the_budget() {
         tokio::spawn(async move {
             let mut peak = 0;
             for _ in 0..100 {
-                peak = peak.max(store.held_bytes() + store.reserved_bytes());
+                let tmp: u64 = std::fs::read_dir(store.root().join("tmp"))
+                    .map(|d| {
+                        d.filter_map(|e| e.ok()?.metadata().ok())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                assert!(store.held_bytes() + store.reserved_bytes() <= max);
+                peak = peak.max(store.held_bytes() + tmp);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             peak
@@ -300,7 +309,7 @@ async fn concurrent_fills_stay_inside_the_budget() {
         );
     }
     let peak = watch.await.unwrap();
-    assert!(peak <= max, "held + reserved peaked at {peak} > {max}");
+    assert!(peak <= max, "held + temp bytes peaked at {peak} > {max}");
     assert!(peak > 0);
     let held = blobs
         .iter()
