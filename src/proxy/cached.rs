@@ -157,33 +157,49 @@ pub async fn serve(
 
 /// Bytes `first .. first + count` of a file already verified (see [`CachedBlob::verified`]:
 /// the whole file hashed to the digest in this process and has not been written since, as
-/// its inode and change time show). A file that ends early fails the body.
+/// its inode and change time show). A file that ends early fails the body. Read with plain
+/// blocking reads straight into each chunk (one copy from the page cache; tokio's `File`
+/// would add a second through its own buffer).
 async fn plain_file_stream(
-    mut file: tokio::fs::File,
+    file: tokio::fs::File,
     first: u64,
     count: u64,
 ) -> Result<ProxyBody, std::io::Error> {
-    use tokio::io::AsyncSeekExt as _;
-    file.seek(std::io::SeekFrom::Start(first)).await?;
-    file.set_max_buf_size(CHUNK);
-    let s = (file, count);
+    use std::io::{Read as _, Seek as _};
+    let mut file = file.into_std().await;
+    let file = tokio::task::spawn_blocking(move || {
+        file.seek(std::io::SeekFrom::Start(first)).map(|_| file)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    // The file moves into each blocking read and back out with the bytes.
     Ok(body::stream(futures_util::stream::unfold(
-        s,
-        |(mut file, left)| async move {
-            if left == 0 {
-                return None;
-            }
-            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-            let mut buf = BytesMut::with_capacity(want);
-            match (&mut file).take(want as u64).read_buf(&mut buf).await {
-                Ok(0) => {
+        (Some(file), count),
+        |(file, left)| async move {
+            let file = file.filter(|_| left > 0)?;
+            let want = left.min(CHUNK as u64);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(want as usize);
+                let r = (&file).take(want).read_to_end(&mut buf);
+                (file, r.map(|_| buf))
+            })
+            .await;
+            match read {
+                Ok((_, Ok(buf))) if buf.is_empty() => {
                     let reason = format!("file ended {left} bytes early");
-                    Some((Err(BodyError::Store { reason }), (file, 0)))
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
                 }
-                Ok(n) => Some((Ok(buf.freeze()), (file, left - n as u64))),
+                Ok((file, Ok(buf))) => {
+                    let n = buf.len() as u64;
+                    Some((Ok(Bytes::from(buf)), (Some(file), left - n)))
+                }
+                Ok((_, Err(e))) => {
+                    let reason = e.to_string();
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                }
                 Err(e) => {
                     let reason = e.to_string();
-                    Some((Err(BodyError::Store { reason }), (file, 0)))
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
                 }
             }
         },
