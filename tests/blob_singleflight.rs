@@ -344,3 +344,59 @@ async fn a_blob_that_would_cross_the_free_space_floor_is_served_but_not_cached()
     assert_eq!(store.reserved_bytes(), 0);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_cold_manifest_gets_are_one_upstream_get() {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": sha256(b"{}")},
+        "layers": [],
+    }))
+    .unwrap();
+    let md = sha256(&manifest);
+    let gets = Arc::new(AtomicUsize::new(0));
+    let (g, m) = (gets.clone(), manifest.clone());
+    let up = FakeUpstream::start(move |seen| {
+        let (g, m) = (g.clone(), m.clone());
+        async move {
+            if seen.method == "GET" && seen.target.contains("/manifests/") {
+                g.fetch_add(1, Ordering::SeqCst);
+            }
+            // Slow enough that every client asks while the first fetch is in flight.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            response(
+                200,
+                &[("content-type", OCI_MANIFEST)],
+                support::fake_upstream::full(m),
+            )
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&proxy_config(&[("up.test", &up.url)], "")).await;
+    let url = format!("{}/v2/app/manifests/{md}", proxy.url);
+    let http = client();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .get(&url)
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), manifest);
+    }
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        1,
+        "one upstream GET for 50 clients"
+    );
+    proxy.shutdown().await;
+}

@@ -17,6 +17,7 @@
 pub mod blob;
 pub mod body;
 mod cached;
+pub mod coalesce;
 pub mod enforced;
 pub mod fill;
 pub mod listing;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub blob_sizes: blob::BlobSizes,
     /// Blob fills in progress: one upstream GET per blob however many clients miss it.
     pub fills: std::sync::Arc<fill::Fills>,
+    /// Manifest-by-digest fetches in progress: one upstream GET however many clients ask.
+    pub manifest_fetches: std::sync::Arc<coalesce::Coalesce<manifest::FetchedManifest>>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
     next_id: AtomicU64,
@@ -129,6 +132,7 @@ impl AppState {
             metrics,
             blob_sizes: blob::BlobSizes::new(BLOB_SIZE_ENTRIES),
             fills: fill::Fills::new(),
+            manifest_fetches: coalesce::Coalesce::new(),
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))
