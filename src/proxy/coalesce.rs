@@ -8,13 +8,18 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+/// How long a finished result stays for callers that come just after it: the leader's caller
+/// stores it in the caches only after `finish`, and a request in between would otherwise
+/// fetch again.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Fetches in progress, by key.
-pub struct Coalesce<T> {
+pub struct Coalesce<T: Send + Sync + 'static> {
     map: Mutex<HashMap<String, watch::Receiver<Option<T>>>>,
 }
 
 /// What a caller of [`Coalesce::turn`] does.
-pub enum Turn<T: Clone> {
+pub enum Turn<T: Clone + Send + Sync + 'static> {
     /// Fetch, then [`Lead::finish`].
     Lead(Lead<T>),
     /// The leader's result.
@@ -55,19 +60,34 @@ impl<T: Clone + Send + Sync + 'static> Coalesce<T> {
 }
 
 /// The caller that fetches for a key; dropped without a result, its followers go alone.
-pub struct Lead<T> {
+pub struct Lead<T: Send + Sync + 'static> {
     owner: Arc<Coalesce<T>>,
     key: String,
     tx: Option<watch::Sender<Option<T>>>,
 }
 
-impl<T> Lead<T> {
-    /// Shares `result` (when there is one) with the followers.
+impl<T: Send + Sync + 'static> Lead<T> {
+    /// Shares `result` (when there is one) with the followers, and with callers arriving in
+    /// the next [`LINGER`]; without one, the key is free at once.
     pub fn finish(mut self, result: Option<T>) {
-        self.remove();
-        if let (Some(tx), Some(v)) = (self.tx.take(), result) {
-            tx.send_replace(Some(v));
-        }
+        let Some(tx) = self.tx.take() else { return };
+        let Some(v) = result else {
+            self.remove();
+            return;
+        };
+        tx.send_replace(Some(v));
+        let (owner, key) = (self.owner.clone(), std::mem::take(&mut self.key));
+        tokio::spawn(async move {
+            tokio::time::sleep(LINGER).await;
+            let mut map = owner.map.lock().unwrap_or_else(|p| p.into_inner());
+            // Only this leader's entry (a later leader's stays).
+            if map
+                .get(&key)
+                .is_some_and(|rx| rx.same_channel(&tx.subscribe()))
+            {
+                map.remove(&key);
+            }
+        });
     }
 
     fn remove(&self) {
@@ -79,7 +99,7 @@ impl<T> Lead<T> {
     }
 }
 
-impl<T> Drop for Lead<T> {
+impl<T: Send + Sync + 'static> Drop for Lead<T> {
     fn drop(&mut self) {
         if self.tx.is_some() {
             self.remove();

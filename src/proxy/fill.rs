@@ -46,6 +46,10 @@ use crate::registry::Digest;
 /// At most this many bytes gather while a write is in flight; then the fill waits for it.
 /// Each write is hashed in the same pass, while its bytes are in cache.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// A write starts once this much has gathered (or [`GATHER_FOR`] passed, or the body ended):
+/// each write wakes every follower for one read, so tiny writes cost many thread hand-offs.
+const MIN_WRITE: usize = 128 * 1024;
+const GATHER_FOR: Duration = Duration::from_millis(10);
 /// Bytes a follower reads (and sends) at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -258,8 +262,16 @@ impl FillTask {
         let mut in_flight: Option<(Write, u64)> = None;
         let mut alone_since: Option<Instant> = None;
         let outcome: Result<Sha256, Failure> = loop {
-            let next = body.next().await;
-            let last = match next {
+            // With bytes gathered, wait only briefly for more: a slow upstream's bytes still
+            // reach the followers within GATHER_FOR.
+            let next = if batch_len > 0 {
+                tokio::time::timeout(GATHER_FOR, body.next()).await.ok()
+            } else {
+                Some(body.next().await)
+            };
+            let timed_out = next.is_none();
+            let last = match next.flatten() {
+                _ if timed_out => false,
                 Some(Ok(chunk)) => {
                     if handed + (batch_len + chunk.len()) as u64 > len {
                         break Err(Failure::TooLong { announced: len });
@@ -271,11 +283,13 @@ impl FillTask {
                 Some(Err(reason)) => break Err(Failure::Upstream(reason)),
                 None => true,
             };
-            // Bytes go to the file as soon as the previous write is done (so a slow upstream's
-            // bytes reach followers as they arrive); while it is busy they gather into one
-            // larger write (so a fast one costs few blocking calls).
+            // Bytes go to the file once MIN_WRITE gathered (or GATHER_FOR passed) and the
+            // previous write is done, so a slow upstream's bytes reach followers as they
+            // arrive; while a write is busy they gather into one larger write (so a fast
+            // upstream costs few blocking calls and few follower wake-ups).
             let idle = in_flight.as_ref().map_or(true, |(w, _)| w.is_finished());
-            if batch_len > 0 && (idle || batch_len >= WRITE_BATCH || last) {
+            let enough = batch_len >= MIN_WRITE || timed_out;
+            if batch_len > 0 && ((idle && enough) || batch_len >= WRITE_BATCH || last) {
                 // One write in flight at a time, overlapping the next batch's arrival.
                 if let Some((w, n)) = in_flight.take() {
                     match w.await {
