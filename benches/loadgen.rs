@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! loadgen --url URL [--accept TYPE] [--requests N] [--concurrency C]
-//!         [--expect-digest sha256:...] [--expect-len BYTES] [--max-secs S]
+//!         [--expect-digest sha256:...] [--expect-len BYTES] [--expect-sha256 HEX] [--max-secs S]
+//! loadgen --sha256-rate MIB   (prints the single-core SHA-256 rate of the sha2 crate)
 //! ```
 //!
 //! Run without `--url` (as a plain `cargo bench` does) it only points at the script.
@@ -27,6 +28,8 @@ struct Args {
     concurrency: usize,
     expect_digest: Option<String>,
     expect_len: Option<u64>,
+    /// Hash every body (sha256, hex) and count any other as an error.
+    expect_sha256: Option<String>,
     max_secs: u64,
 }
 
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         concurrency: 16,
         expect_digest: None,
         expect_len: None,
+        expect_sha256: None,
         max_secs: 60,
     };
     let mut it = std::env::args().skip(1);
@@ -63,6 +67,11 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--concurrency" => a.concurrency = num(&value)?.max(1) as usize,
             "--expect-digest" => a.expect_digest = Some(value),
             "--expect-len" => a.expect_len = Some(num(&value)?),
+            "--expect-sha256" => a.expect_sha256 = Some(value),
+            "--sha256-rate" => {
+                sha256_rate(num(&value)?);
+                return Ok(None);
+            }
             "--max-secs" => a.max_secs = num(&value)?.max(1),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -107,8 +116,21 @@ async fn one(client: &reqwest::Client, a: &Args) -> Result<u64, String> {
     }
     // Counted chunk by chunk: a 16 MiB body is never held whole.
     let mut n = 0u64;
+    let mut hasher = a.expect_sha256.as_ref().map(|_| {
+        use sha2::Digest as _;
+        sha2::Sha256::new()
+    });
     while let Some(chunk) = resp.chunk().await.map_err(|e| format!("body: {e}"))? {
         n += chunk.len() as u64;
+        if let Some(h) = hasher.as_mut() {
+            sha2::Digest::update(h, &chunk);
+        }
+    }
+    if let (Some(h), Some(want)) = (hasher, &a.expect_sha256) {
+        let got = hex::encode(sha2::Digest::finalize(h));
+        if got != *want {
+            return Err(format!("body sha256 {got}, expected {want}"));
+        }
     }
     if let Some(want) = a.expect_len {
         if n != want {
@@ -183,9 +205,27 @@ async fn run(a: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints the single-core SHA-256 rate of the `sha2` crate trustgate verifies with (the
+/// ceiling of a verifying miss), hashing `mib` MiB from memory.
+fn sha256_rate(mib: u64) {
+    use sha2::Digest as _;
+    let buf = vec![0x5au8; 1024 * 1024];
+    let mut h = sha2::Sha256::new();
+    let t0 = Instant::now();
+    for _ in 0..mib {
+        h.update(&buf);
+    }
+    let _ = h.finalize();
+    println!(
+        "sha256_mib_s={:.1}",
+        mib as f64 / t0.elapsed().as_secs_f64()
+    );
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(a)) => a,
+        Ok(None) if std::env::args().any(|a| a == "--sha256-rate") => return ExitCode::SUCCESS,
         Ok(None) => {
             println!("loadgen: measures one URL; run scripts/bench.sh for the full benchmark");
             return ExitCode::SUCCESS;

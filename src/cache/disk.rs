@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::disk_index::Index;
+use super::disk_index::{FileStamp, Index};
 use crate::registry::Digest;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum DiskError {
     },
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskError {
+pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskError {
     let path = path.display().to_string();
     move |source| DiskError::Io { op, path, source }
 }
@@ -45,14 +45,14 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskE
 /// The sidecar of one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Meta {
+pub(super) struct Meta {
     /// Length of the verified content: a data file of any other length is corrupt.
-    size: u64,
+    pub(super) size: u64,
     /// Published as a manifest (by the manifest path), so it may be served as one.
     #[serde(default)]
-    manifest: bool,
+    pub(super) manifest: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
+    pub(super) media_type: Option<String>,
 }
 
 /// An open cached blob, ready to stream.
@@ -60,25 +60,43 @@ struct Meta {
 pub struct CachedBlob {
     pub file: tokio::fs::File,
     pub len: u64,
+    /// The open file as it was when opened: pass it to [`DiskStore::mark_verified`] once its
+    /// whole content hashed to the digest.
+    pub stamp: FileStamp,
+    /// Whether this very file hashed whole to its digest, in this process, and was not
+    /// written since (`stamp` equals the one recorded then): its bytes need no re-hash.
+    pub verified: bool,
 }
 
 /// The content store; clones share one index.
 #[derive(Clone, Debug)]
 pub struct DiskStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    root: PathBuf,
-    max_bytes: u64,
-    index: Mutex<Index>,
+pub(super) struct Inner {
+    pub(super) root: PathBuf,
+    pub(super) max_bytes: u64,
+    /// Free bytes left on the filesystem no fill may take (`cache.min_free_bytes`).
+    pub(super) min_free: u64,
+    pub(super) index: Mutex<Index>,
 }
 
 impl DiskStore {
     /// Opens (creating) the store at `root`, deletes leftover temp files, indexes the entries
     /// whose data and sidecar agree (deleting the others), and evicts down to `max_bytes`.
     pub fn open(root: impl Into<PathBuf>, max_bytes: u64) -> Result<DiskStore, DiskError> {
+        DiskStore::open_with_floor(root, max_bytes, 0)
+    }
+
+    /// As [`DiskStore::open`], never letting a fill take the filesystem's free space below
+    /// `min_free` bytes.
+    pub fn open_with_floor(
+        root: impl Into<PathBuf>,
+        max_bytes: u64,
+        min_free: u64,
+    ) -> Result<DiskStore, DiskError> {
         let root = root.into();
         let tmp = root.join("tmp");
         if tmp.exists() {
@@ -122,11 +140,38 @@ impl DiskStore {
             inner: Arc::new(Inner {
                 root,
                 max_bytes,
+                min_free,
                 index: Mutex::new(index),
             }),
         };
         store.evict(None);
+        store.prune_links();
         Ok(store)
+    }
+
+    /// Deletes links to content no longer held, and emptied link directories (PROXY-REVIEW
+    /// D20: eviction leaves links behind; at start they are swept, so they stay bounded by
+    /// what was held at the last start plus what was linked since).
+    fn prune_links(&self) {
+        let links = self.inner.root.join("links");
+        let Ok(scopes) = std::fs::read_dir(&links) else {
+            return;
+        };
+        for scope in scopes.flatten() {
+            let dir = scope.path();
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let held = name.to_str().is_some_and(|h| self.index().contains(h));
+                if !held {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            // Fails (harmlessly) when links remain.
+            let _ = std::fs::remove_dir(&dir);
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -186,13 +231,13 @@ impl DiskStore {
             .unwrap_or(false)
     }
 
-    fn meta_path(&self, digest: &Digest) -> PathBuf {
+    pub(super) fn meta_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         let name = format!("{hex}.meta");
         self.inner.root.join("sha256").join(&hex[..2]).join(name)
     }
 
-    fn index(&self) -> MutexGuard<'_, Index> {
+    pub(super) fn index(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock cannot leave the index inconsistent with anything
         // but the files, which every read re-checks; keep going.
         self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
@@ -204,7 +249,7 @@ impl DiskStore {
         remove_pair(&self.data_path(digest));
     }
 
-    async fn read_meta(&self, digest: &Digest) -> Option<Meta> {
+    pub(super) async fn read_meta(&self, digest: &Digest) -> Option<Meta> {
         let bytes = tokio::fs::read(self.meta_path(digest)).await.ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -214,19 +259,37 @@ impl DiskStore {
     /// content is not checked here: the reader re-hashes it while streaming and calls
     /// [`DiskStore::forget`] on a mismatch (`proxy::cached`).
     pub async fn open_blob(&self, digest: &Digest) -> Option<CachedBlob> {
-        let recorded = self.index().touch(&digest.hex())?;
+        let hex = digest.hex();
+        let recorded = self.index().touch(&hex)?;
         let path = self.data_path(digest);
         let opened = async {
             let file = tokio::fs::File::open(&path).await.ok()?;
             let md = file.metadata().await.ok()?;
             let len = md.len();
             let meta = self.read_meta(digest).await?;
-            (len == meta.size && len == recorded).then_some((CachedBlob { file, len }, md))
+            let stamp = FileStamp::of(&md);
+            let verified = self.index().verified(&hex) == Some(stamp);
+            let blob = CachedBlob {
+                file,
+                len,
+                stamp,
+                verified,
+            };
+            (len == meta.size && len == recorded).then_some((blob, md))
         }
         .await;
         let opened = match opened {
-            Some((blob, md)) => {
-                touch_if_stale(&path, md.modified().ok()).await;
+            Some((mut blob, md)) => {
+                if touch_if_stale(&path, md.modified().ok()).await {
+                    // Setting the mtime moves the ctime too; it wrote no content, so a
+                    // verified file stays verified under its new stamp.
+                    if let Ok(md) = blob.file.metadata().await {
+                        blob.stamp = FileStamp::of(&md);
+                        if blob.verified {
+                            self.mark_verified(digest, blob.stamp);
+                        }
+                    }
+                }
                 Some(blob)
             }
             None => None,
@@ -236,6 +299,12 @@ impl DiskStore {
             self.forget(digest);
         }
         opened
+    }
+
+    /// Records that `digest`'s file, as `stamp` describes it, hashed whole to the digest
+    /// (by a reader that just streamed all of it, or by the fill that wrote it).
+    pub fn mark_verified(&self, digest: &Digest, stamp: FileStamp) {
+        self.index().set_verified(&digest.hex(), Some(stamp));
     }
 
     /// The manifest `digest` and its media type, when held as a manifest and at most
@@ -393,7 +462,7 @@ impl DiskStore {
 
     /// Takes the least recently used entries beyond the budget out of the index; their files
     /// are deleted after the lock is let go.
-    fn victims(&self, keep: Option<&str>) -> Vec<PathBuf> {
+    pub(super) fn victims(&self, keep: Option<&str>) -> Vec<PathBuf> {
         let victims = self.index().evict_to(self.inner.max_bytes, keep);
         victims
             .into_iter()
@@ -469,13 +538,13 @@ impl BlobWriter {
 
 /// A uniquely named file under the store's `tmp` directory, removed on drop unless renamed.
 #[derive(Debug)]
-struct TempFile {
-    path: PathBuf,
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
     renamed: bool,
 }
 
 impl TempFile {
-    async fn create(dir: PathBuf) -> Result<TempFile, DiskError> {
+    pub(super) async fn create(dir: PathBuf) -> Result<TempFile, DiskError> {
         let name = format!("{}.tmp", hex::encode(rand::random::<[u8; 12]>()));
         let path = dir.join(name);
         tokio::fs::OpenOptions::new()
@@ -498,7 +567,7 @@ impl TempFile {
             .map_err(io_err("open", &self.path))
     }
 
-    async fn rename_to(mut self, to: &Path) -> Result<(), DiskError> {
+    pub(super) async fn rename_to(mut self, to: &Path) -> Result<(), DiskError> {
         tokio::fs::rename(&self.path, to)
             .await
             .map_err(io_err("rename", to))?;
@@ -538,8 +607,8 @@ const TOUCH_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Use order lives in memory; on disk it survives a restart as the files' mtimes, which the
 /// startup scan sorts by. Refreshing the mtime on every read would cost a syscall per request,
 /// so a read refreshes it only when it is over [`TOUCH_AFTER`] old: the order after a restart
-/// is then right to within that.
-async fn touch_if_stale(path: &Path, modified: Option<std::time::SystemTime>) {
+/// is then right to within that. Whether it touched.
+async fn touch_if_stale(path: &Path, modified: Option<std::time::SystemTime>) -> bool {
     let now = std::time::SystemTime::now();
     let stale = modified
         .and_then(|m| now.duration_since(m).ok())
@@ -554,9 +623,10 @@ async fn touch_if_stale(path: &Path, modified: Option<std::time::SystemTime>) {
         })
         .await;
     }
+    stale
 }
 
-fn remove_all(paths: Vec<PathBuf>) {
+pub(super) fn remove_all(paths: Vec<PathBuf>) {
     for p in paths {
         tracing::debug!(path = %p.display(), "content cache: evicted");
         remove_pair(&p);

@@ -9,6 +9,32 @@ use std::collections::{BTreeMap, HashMap};
 struct Entry {
     size: u64,
     stamp: u64,
+    /// The data file's identity and change time when its whole content last hashed to the
+    /// digest in this process (see `FileStamp`); `None` until then.
+    verified: Option<FileStamp>,
+}
+
+/// What identifies one version of a data file: device, inode, length and change time
+/// (`st_ctime`, which every write, truncate, chmod or rename sets to the current time and
+/// no unprivileged call can set back). Equal stamps mean the file was not written since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(md: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt as _;
+        FileStamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.len(),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
 }
 
 /// Sizes and use order of the cached entries, keyed by the digest's hex.
@@ -18,6 +44,9 @@ pub(super) struct Index {
     /// stamp → hex; the first entry is the least recently used.
     order: BTreeMap<u64, String>,
     total: u64,
+    /// Bytes promised to fills in progress (announced lengths): `total + reserved` never
+    /// exceeds the budget, so temp files are inside it (PROXY-REVIEW D1, D16).
+    reserved: u64,
     clock: u64,
 }
 
@@ -45,7 +74,14 @@ impl Index {
     pub fn insert(&mut self, hex: &str, size: u64) {
         self.remove(hex);
         let stamp = self.next_stamp();
-        self.entries.insert(hex.to_string(), Entry { size, stamp });
+        self.entries.insert(
+            hex.to_string(),
+            Entry {
+                size,
+                stamp,
+                verified: None,
+            },
+        );
         self.order.insert(stamp, hex.to_string());
         self.total += size;
     }
@@ -59,6 +95,37 @@ impl Index {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Promises `len` bytes to a fill: evicts least recently used entries until
+    /// `total + reserved + len <= max` and returns them, or `None` (nothing evicted) when
+    /// `len` cannot fit even in an empty cache beside the other reservations.
+    pub fn reserve(&mut self, len: u64, max: u64) -> Option<Vec<String>> {
+        let room = max.checked_sub(self.reserved)?.checked_sub(len)?;
+        let victims = self.evict_to(room, None);
+        self.reserved += len;
+        Some(victims)
+    }
+
+    /// Gives back a reservation (the fill failed, or its entry was just inserted).
+    pub fn release(&mut self, len: u64) {
+        self.reserved = self.reserved.saturating_sub(len);
+    }
+
+    /// The stamp recorded when `hex` was last verified whole.
+    pub fn verified(&self, hex: &str) -> Option<FileStamp> {
+        self.entries.get(hex).and_then(|e| e.verified)
+    }
+
+    /// Records (or clears) that `hex`'s file, as `stamp` describes it, hashed to its digest.
+    pub fn set_verified(&mut self, hex: &str, stamp: Option<FileStamp>) {
+        if let Some(e) = self.entries.get_mut(hex) {
+            e.verified = stamp;
+        }
     }
 
     #[cfg(test)]
@@ -115,6 +182,24 @@ mod tests {
         assert_eq!(ix.len(), 1);
         assert_eq!(ix.evict_to(25, None), vec!["e"]);
         assert_eq!(ix.total(), 0);
+    }
+
+    #[test]
+    fn reservations_count_against_the_budget() {
+        let mut ix = Index::default();
+        ix.insert("a", 40);
+        ix.insert("b", 40);
+        // 40 more cannot fit beside 80 held in 100: the oldest goes.
+        assert_eq!(ix.reserve(40, 100), Some(vec!["a".to_string()]));
+        assert_eq!((ix.total(), ix.reserved()), (40, 40));
+        // Two reservations of 40 leave room for 20 at most, whatever is evicted.
+        assert_eq!(ix.reserve(40, 100), Some(vec!["b".to_string()]));
+        assert_eq!(ix.reserve(21, 100), None);
+        assert_eq!(ix.reserve(101, 100), None);
+        ix.release(40);
+        ix.insert("c", 40);
+        ix.release(40);
+        assert_eq!((ix.total(), ix.reserved()), (40, 0));
     }
 
     #[test]

@@ -255,3 +255,27 @@ async fn use_order_survives_a_restart_through_mtimes() {
     assert!(store.contains(&da), "recently read entry evicted");
     assert!(!store.contains(&db));
 }
+
+#[tokio::test]
+async fn links_to_content_no_longer_held_are_swept_at_start() {
+    let t = dir();
+    let (a, da) = content(40, 100);
+    let (_, db) = content(41, 100);
+    {
+        let store = DiskStore::open(t.path(), 1 << 20).unwrap();
+        write_blob(&store, &a, &da).await;
+        store.link("r/one", &da).await;
+        store.link("r/one", &db).await; // linked, never held (or evicted since)
+        store.link("r/two", &db).await;
+        assert!(store.is_linked("r/two", &db).await);
+    }
+    let store = DiskStore::open(t.path(), 1 << 20).unwrap();
+    assert!(
+        store.is_linked("r/one", &da).await,
+        "a link to held content stays"
+    );
+    assert!(!store.is_linked("r/one", &db).await);
+    assert!(!store.is_linked("r/two", &db).await);
+    let dirs = std::fs::read_dir(t.path().join("links")).unwrap().count();
+    assert_eq!(dirs, 1, "the emptied scope directory is gone");
+}

@@ -14,10 +14,13 @@
 //! alone; the proxy supplies the concrete value type (the trust module's verified target).
 
 mod disk;
+mod disk_fill;
 mod disk_index;
 mod manifests;
 mod tags;
 
 pub use disk::{BlobWriter, CachedBlob, CachedManifestFile, DiskError, DiskStore, Finished};
+pub use disk_fill::FillFile;
+pub use disk_index::FileStamp;
 pub use manifests::{CachedManifest, ManifestCache, ManifestCacheError};
 pub use tags::{entry_ttl, TagCache, TagCacheSettings, TagKey};

@@ -32,6 +32,9 @@
 //! [cache]                              # verified manifests and blobs on disk, by digest
 //! enabled = true                       # default true; false: stream everything from upstream
 //! max_bytes = 10737418240              # default 10 GiB; least recently used files go first
+//!                                      # (fills in progress count: their length is reserved)
+//! min_free_bytes = 67108864            # default 64 MiB left free on state_dir's volume,
+//!                                      # so a filling cache never starves the trust state
 //! memory_max_bytes = 268435456         # verified manifests in memory (default 256 MiB)
 //!
 //! [[upstream]]
@@ -70,7 +73,13 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// Bytes of verified manifests kept in memory (the hot layer above the disk store).
     pub memory_max_bytes: u64,
+    /// Free bytes the cache always leaves on `state_dir`'s filesystem: a blob whose fill would
+    /// go below this is streamed (verified) but not cached, so trust-state writes on the same
+    /// volume never fail because the content cache filled it (PROXY-REVIEW D1).
+    pub min_free_bytes: u64,
 }
+
+pub const DEFAULT_CACHE_MIN_FREE_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -78,6 +87,7 @@ impl Default for CacheConfig {
             enabled: true,
             max_bytes: DEFAULT_CACHE_MAX_BYTES,
             memory_max_bytes: 256 * 1024 * 1024,
+            min_free_bytes: DEFAULT_CACHE_MIN_FREE_BYTES,
         }
     }
 }
@@ -262,6 +272,7 @@ mod tests {
                 enabled: false,
                 max_bytes: 1 << 20,
                 memory_max_bytes: CacheConfig::default().memory_max_bytes,
+                min_free_bytes: DEFAULT_CACHE_MIN_FREE_BYTES,
             }
         );
         let p =

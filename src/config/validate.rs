@@ -65,6 +65,7 @@ struct RawCache {
     enabled: Option<bool>,
     max_bytes: Option<u64>,
     memory_max_bytes: Option<u64>,
+    min_free_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +377,7 @@ impl<'a> TryFrom<Sourced<'a>> for Config {
                     Some(n) => n,
                     None => cache_defaults.memory_max_bytes,
                 },
+                min_free_bytes: rc.min_free_bytes.unwrap_or(cache_defaults.min_free_bytes),
             },
         };
 

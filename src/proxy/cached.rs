@@ -18,7 +18,9 @@ use super::{ProxyBody, RequestCtx, DIGEST_HEADER};
 use crate::cache::{CachedBlob, DiskStore};
 use crate::registry::Digest;
 
-const CHUNK: usize = 64 * 1024;
+/// Bytes read (and sent) at a time: large enough that the per-read cost of tokio's
+/// blocking file I/O is small, small enough that 20 clients stay far below 64 MiB.
+const CHUNK: usize = 256 * 1024;
 
 /// What part of a blob of some length a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +74,13 @@ pub(crate) fn wanted(range: Option<&str>, len: u64) -> Wanted {
     }
 }
 
-/// The response for a held blob.
-pub async fn serve(
+/// Status, headers and the byte span (`first`, `count`) answering `ctx` for a blob of
+/// `len` bytes named `digest` — from the store or from a fill in progress alike.
+pub(crate) fn plan(
     ctx: &RequestCtx,
-    store: &DiskStore,
     digest: &Digest,
-    blob: CachedBlob,
-) -> Result<Response<ProxyBody>, std::io::Error> {
-    let len = blob.len;
+    len: u64,
+) -> (StatusCode, HeaderMap, u64, u64) {
     let etag = format!("\"{digest}\"");
     let mut range = ctx.headers.get(RANGE).and_then(|v| v.to_str().ok());
     if let Some(cond) = ctx.headers.get(IF_RANGE) {
@@ -118,12 +119,33 @@ pub async fn serve(
         }
     };
     h.insert(CONTENT_LENGTH, HeaderValue::from(count));
+    (status, h, first, count)
+}
+
+/// The response for a held blob. A file verified since it was last written
+/// ([`CachedBlob::verified`]) is sent as it is, just the bytes asked for; any other is
+/// re-hashed whole while it streams, and recorded as verified when it matched.
+pub async fn serve(
+    ctx: &RequestCtx,
+    store: &DiskStore,
+    digest: &Digest,
+    blob: CachedBlob,
+) -> Result<Response<ProxyBody>, std::io::Error> {
+    let len = blob.len;
+    let (status, h, first, count) = plan(ctx, digest, len);
     let body = if ctx.head() || count == 0 {
         body::empty()
+    } else if blob.verified {
+        body::sized(plain_file_stream(blob.file, first, count).await?, count)
     } else {
         let file = blob.file;
+        let check = Check {
+            store: store.clone(),
+            digest: *digest,
+            stamp: blob.stamp,
+        };
         body::sized(
-            verified_file_stream(file, len, first, count, store.clone(), *digest, &ctx.id),
+            verified_file_stream(file, len, first, count, check, &ctx.id),
             count,
         )
     };
@@ -131,6 +153,64 @@ pub async fn serve(
     *r.status_mut() = status;
     *r.headers_mut() = h;
     Ok(r)
+}
+
+/// Bytes `first .. first + count` of a file already verified (see [`CachedBlob::verified`]:
+/// the whole file hashed to the digest in this process and has not been written since, as
+/// its inode and change time show). A file that ends early fails the body. Read with plain
+/// blocking reads straight into each chunk (one copy from the page cache; tokio's `File`
+/// would add a second through its own buffer).
+async fn plain_file_stream(
+    file: tokio::fs::File,
+    first: u64,
+    count: u64,
+) -> Result<ProxyBody, std::io::Error> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = file.into_std().await;
+    let file = tokio::task::spawn_blocking(move || {
+        file.seek(std::io::SeekFrom::Start(first)).map(|_| file)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    // The file moves into each blocking read and back out with the bytes.
+    Ok(body::stream(futures_util::stream::unfold(
+        (Some(file), count),
+        |(file, left)| async move {
+            let file = file.filter(|_| left > 0)?;
+            let want = left.min(CHUNK as u64);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(want as usize);
+                let r = (&file).take(want).read_to_end(&mut buf);
+                (file, r.map(|_| buf))
+            })
+            .await;
+            match read {
+                Ok((_, Ok(buf))) if buf.is_empty() => {
+                    let reason = format!("file ended {left} bytes early");
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                }
+                Ok((file, Ok(buf))) => {
+                    let n = buf.len() as u64;
+                    Some((Ok(Bytes::from(buf)), (Some(file), left - n)))
+                }
+                Ok((_, Err(e))) => {
+                    let reason = e.to_string();
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                }
+            }
+        },
+    )))
+}
+
+/// Where a re-hash reports: the store, the digest, and the file's stamp when opened.
+struct Check {
+    store: DiskStore,
+    digest: Digest,
+    stamp: crate::cache::FileStamp,
 }
 
 /// Reading a held blob while proving it is still the blob: the whole file (`len` bytes) is
@@ -144,11 +224,16 @@ fn verified_file_stream(
     len: u64,
     first: u64,
     count: u64,
-    store: DiskStore,
-    digest: Digest,
+    check: Check,
     request_id: &str,
 ) -> ProxyBody {
+    let Check {
+        store,
+        digest,
+        stamp,
+    } = check;
     let s = FileVerify {
+        stamp,
         file,
         len,
         pos: 0,
@@ -170,6 +255,9 @@ fn verified_file_stream(
                 s.done = true;
                 let actual = Digest::from_sha256_bytes(s.hasher.clone().finalize().into());
                 if actual == s.digest {
+                    // Every byte of this file, as `stamp` describes it, is the blob: later
+                    // reads of the same unchanged file need not hash it again.
+                    s.store.mark_verified(&s.digest, s.stamp);
                     return s.held.take().map(|last| (Ok(last), s));
                 }
                 tracing::error!(
@@ -219,6 +307,7 @@ fn verified_file_stream(
 }
 
 struct FileVerify {
+    stamp: crate::cache::FileStamp,
     file: tokio::fs::File,
     len: u64,
     pos: u64,

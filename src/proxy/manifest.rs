@@ -123,7 +123,47 @@ async fn fetch(
 /// `expected` (and, when given, are exactly `expected_len` long). Distribution spec,
 /// "Pulling manifests": a client must verify content against the digest it asked for; the
 /// proxy does it first so no client ever sees unverified bytes.
+///
+/// Concurrent fetches of one manifest (same upstream, repository, digest and `Accept`) share
+/// one upstream GET (issue 9; PROXY-REVIEW D10): followers get the leader's verified bytes
+/// and check their own expected length against them.
 pub async fn fetch_manifest_by_digest(
+    state: &AppState,
+    ctx: &RequestCtx,
+    repo: &RepoName,
+    expected: &Digest,
+    expected_len: Option<u64>,
+) -> Result<FetchedManifest, RegistryError> {
+    use super::coalesce::Turn;
+    let accept: Vec<&[u8]> = ctx
+        .headers
+        .get_all(ACCEPT)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let key = format!("{}/{repo}@{expected}\n{accept:?}", ctx.upstream_name());
+    match state.manifest_fetches.turn(key).await {
+        Turn::Got(m) => {
+            if let Some(len) = expected_len.filter(|&l| l != m.bytes.len() as u64) {
+                return Err(RegistryError::ManifestLengthMismatch {
+                    upstream: ctx.upstream_name().to_string(),
+                    repo: repo.to_string(),
+                    expected: len,
+                    actual: m.bytes.len() as u64,
+                });
+            }
+            Ok(m)
+        }
+        Turn::Alone => fetch_alone(state, ctx, repo, expected, expected_len).await,
+        Turn::Lead(lead) => {
+            let r = fetch_alone(state, ctx, repo, expected, expected_len).await;
+            lead.finish(r.as_ref().ok().cloned());
+            r
+        }
+    }
+}
+
+async fn fetch_alone(
     state: &AppState,
     ctx: &RequestCtx,
     repo: &RepoName,

@@ -17,7 +17,9 @@
 pub mod blob;
 pub mod body;
 mod cached;
+pub mod coalesce;
 pub mod enforced;
+pub mod fill;
 pub mod listing;
 pub mod manifest;
 pub mod ops;
@@ -73,6 +75,10 @@ pub struct AppState {
     pub blob_sizes: blob::BlobSizes,
     /// Bytes of manifests being read from upstreams, in KiB permits (`limits.max_buffered_bytes`).
     pub buffered: Arc<tokio::sync::Semaphore>,
+    /// Blob fills in progress: one upstream GET per blob however many clients miss it.
+    pub fills: std::sync::Arc<fill::Fills>,
+    /// Manifest-by-digest fetches in progress: one upstream GET however many clients ask.
+    pub manifest_fetches: std::sync::Arc<coalesce::Coalesce<manifest::FetchedManifest>>,
     /// Request ids are `<per-process random prefix><counter>`, unique across restarts.
     id_prefix: u32,
     next_id: AtomicU64,
@@ -96,9 +102,10 @@ impl AppState {
         policy: Arc<PolicyHandle>,
     ) -> Result<Arc<AppState>, StartError> {
         let content = if config.cache.enabled {
-            Some(DiskStore::open(
+            Some(DiskStore::open_with_floor(
                 config.state_dir.join("content"),
                 config.cache.max_bytes,
+                config.cache.min_free_bytes,
             )?)
         } else {
             None
@@ -136,6 +143,8 @@ impl AppState {
             content,
             metrics,
             blob_sizes: blob::BlobSizes::new(BLOB_SIZE_ENTRIES),
+            fills: fill::Fills::new(),
+            manifest_fetches: coalesce::Coalesce::new(),
             id_prefix: rand::random(),
             next_id: AtomicU64::new(1),
         }))

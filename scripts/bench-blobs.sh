@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# The blob benchmark (issue 9), run by scripts/bench.sh after its manifest figures, or alone.
+# Real components only, loopback only:
+#
+#   origin   docker-registry holding bench/big: one BENCH_BLOB_MIB blob (and a manifest naming
+#            it), one BENCH_RSS_MIB blob; its access log counts the upstream GETs
+#   peer     docker-registry, pull-through cache of origin (fresh process and storage each run)
+#   trustgate  policy `allow`, content cache on (fresh process and state each run). The blob
+#            path is the same under `signed` (digest pulls of blobs are not re-judged per byte)
+#
+# Figures: the single-core SHA-256 rate of the sha2 crate trustgate hashes with (measured in
+# this run: the ceiling of a verifying miss); a blob miss and hit (curl, median of
+# BENCH_BLOB_REPEATS) against origin direct, the peer and trustgate; BENCH_SF_CLIENTS
+# concurrent cold GETs of the blob (every body hashed by the client) and BENCH_SF_MANIFESTS
+# concurrent cold manifest GETs, counted at origin; peak RSS (VmHWM) of the server while
+# BENCH_RSS_CLIENTS clients stream the BENCH_RSS_MIB blob, cold then warm. It prints each
+# figure, the peer's, the ratio and whether the issue's goal holds; it asserts nothing.
+#
+# Knobs: BENCH_BLOB_MIB (256), BENCH_BLOB_REPEATS (3), BENCH_SF_CLIENTS (100),
+# BENCH_SF_MANIFESTS (50), BENCH_RSS_CLIENTS (20), BENCH_RSS_MIB (1024),
+# BENCH_SKIP_BUILD=1 (use the release binaries already built), BENCH_KEEP=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BLOB_MIB=${BENCH_BLOB_MIB:-256}
+REPEATS=${BENCH_BLOB_REPEATS:-3}
+SF_CLIENTS=${BENCH_SF_CLIENTS:-100}
+SF_MANIFESTS=${BENCH_SF_MANIFESTS:-50}
+RSS_CLIENTS=${BENCH_RSS_CLIENTS:-20}
+RSS_MIB=${BENCH_RSS_MIB:-1024}
+REPO=bench/big
+MT=application/vnd.docker.distribution.manifest.v2+json
+
+log() { printf '[bench-blobs %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { printf 'bench-blobs: %s\n' "$*" >&2; exit 1; }
+
+WORK=$(mktemp -d -t trustgate-bench-blobs.XXXXXX)
+declare -A PID_OF=()
+cleanup() {
+  local rc=$? name
+  for name in "${!PID_OF[@]}"; do kill "${PID_OF[$name]}" 2>/dev/null || true; done
+  for name in "${!PID_OF[@]}"; do wait "${PID_OF[$name]}" 2>/dev/null || true; done
+  if [ "$rc" -ne 0 ]; then
+    for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 10 "$f" >&2; }; done
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench-blobs: kept $WORK" >&2; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+start() { local name=$1 logf=$2; shift 2; "$@" > "$logf" 2>&1 & PID_OF[$name]=$!; }
+stop() {
+  local pid=${PID_OF[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; unset "PID_OF[$1]"
+}
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((10000 + RANDOM % 20000))
+    if ! listening "$p"; then PORT=$p; return 0; fi
+  done
+  die "no free port"
+}
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  die "$2 did not come up at $1"
+}
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building (cargo build --release, the load generator)"
+  cargo build --release --quiet
+fi
+LOADGEN=$(cargo bench --bench loadgen --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*loadgen-[0-9a-f]*\)).*/\1/p' | tail -n 1)
+[ -x "$LOADGEN" ] || die "no load generator"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+TRUSTGATE=$WORK/trustgate
+cp "${TARGET_DIR:-target}/release/trustgate" "$TRUSTGATE"
+
+free_port; ORIGIN=127.0.0.1:$PORT
+registry_config() { # FILE PORT STORAGE [REMOTE]
+  { echo "version: 0.1"; echo "storage: {filesystem: {rootdirectory: $3}}"; echo "http: {addr: 127.0.0.1:$2}"
+    [ -z "${4:-}" ] || echo "proxy: {remoteurl: $4}"; } > "$1"
+}
+registry_config "$WORK/origin.yml" "${ORIGIN#*:}" "$WORK/origin-data"
+start origin "$WORK/origin.log" docker-registry serve "$WORK/origin.yml"
+wait_http "http://$ORIGIN/v2/" origin
+
+# push_blob FILE: uploads FILE (streamed) to origin under $REPO; sets DIGEST.
+push_blob() {
+  DIGEST=sha256:$(sha256sum "$1" | cut -d' ' -f1)
+  local loc
+  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$ORIGIN/v2/$REPO/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case $loc in http*) ;; *) loc="http://$ORIGIN$loc" ;; esac
+  case $loc in *\?*) loc="$loc&digest=$DIGEST" ;; *) loc="$loc?digest=$DIGEST" ;; esac
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' -T "$1" "$loc" > /dev/null
+}
+random_file() { # FILE MIB SEED
+  head -c $(($2 * 1024 * 1024)) /dev/zero | openssl enc -aes-128-ctr -nosalt \
+    -K 000102030405060708090a0b0c0d0e0f -iv "$(printf '%032x' "$3")" > "$1"
+}
+log "pushing a $BLOB_MIB MiB blob and a $RSS_MIB MiB blob to origin"
+random_file "$WORK/blob" "$BLOB_MIB" 1
+push_blob "$WORK/blob"; BLOB=$DIGEST; BLOB_LEN=$(stat -c %s "$WORK/blob"); BLOB_HEX=${BLOB#sha256:}
+rm -f "$WORK/blob"
+if [ "$RSS_MIB" = "$BLOB_MIB" ]; then RSSBLOB=$BLOB; RSS_LEN=$BLOB_LEN; else
+  random_file "$WORK/rss" "$RSS_MIB" 2
+  push_blob "$WORK/rss"; RSSBLOB=$DIGEST; RSS_LEN=$(stat -c %s "$WORK/rss"); rm -f "$WORK/rss"
+fi
+printf '{}' > "$WORK/config.json"; push_blob "$WORK/config.json"; CONFIG=$DIGEST
+printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"%s"},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":%s,"digest":"%s"}]}' \
+  "$MT" "$CONFIG" "$BLOB_LEN" "$BLOB" > "$WORK/manifest.json"
+MANIFEST=sha256:$(sha256sum "$WORK/manifest.json" | cut -d' ' -f1)
+curl -fsS -X PUT -H "Content-Type: $MT" --data-binary "@$WORK/manifest.json" "http://$ORIGIN/v2/$REPO/manifests/1" > /dev/null
+
+# start_variant NAME: a fresh peer or trustgate; sets ADDR and SPID.
+RUN=0
+start_variant() {
+  RUN=$((RUN + 1)); local dir=$WORK/$1-$RUN; mkdir -p "$dir"; free_port
+  case $1 in
+    peer)
+      registry_config "$dir/registry.yml" "$PORT" "$dir/data" "http://$ORIGIN"
+      start "$1" "$WORK/$1-$RUN.log" docker-registry serve "$dir/registry.yml"
+      wait_http "http://127.0.0.1:$PORT/v2/" "$1" ;;
+    trustgate)
+      printf 'version = 1\n[default]\nrequire = "allow"\n' > "$dir/policy.toml"
+      printf 'listen = ["127.0.0.1:%s"]\npolicy = "%s"\n[[upstream]]\nname = "%s"\nurl = "http://%s"\n' \
+        "$PORT" "$dir/policy.toml" "$ORIGIN" "$ORIGIN" > "$dir/trustgate.toml"
+      start "$1" "$WORK/$1-$RUN.log" "$TRUSTGATE" serve --config "$dir/trustgate.toml" --state-dir "$dir/state"
+      wait_http "http://127.0.0.1:$PORT/healthz" "$1" ;;
+  esac
+  ADDR=127.0.0.1:$PORT; SPID=${PID_OF[$1]}
+}
+mib_s() { # URL: one GET, MiB/s (curl's average download speed); a wrong length is fatal
+  local out; out=$(curl -fsS -o /dev/null -w '%{speed_download} %{size_download}' "$1")
+  [ "${out#* }" = "$BLOB_LEN" ] || die "GET $1: ${out#* } bytes, expected $BLOB_LEN"
+  awk -v b="${out%% *}" 'BEGIN { printf "%.0f", b / 1048576 }'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+upstream_gets() { grep -c "\"GET /v2/$REPO/$1" "$WORK/origin.log" || true; }
+
+declare -A R=()
+log "single-core SHA-256 rate"
+R[sha]=$("$LOADGEN" --sha256-rate 2048 | sed -n 's/sha256_mib_s=//p'); R[sha]=${R[sha]%.*}
+
+log "blob miss and hit: origin direct, peer, trustgate (median of $REPEATS)"
+for v in direct peer trustgate; do
+  miss=(); hit=()
+  for _ in $(seq 1 "$REPEATS"); do
+    if [ "$v" = direct ]; then ADDR=$ORIGIN; else start_variant "$v"; fi
+    miss+=("$(mib_s "http://$ADDR/v2/$REPO/blobs/$BLOB")")
+    hit+=("$(mib_s "http://$ADDR/v2/$REPO/blobs/$BLOB")")
+    [ "$v" = direct ] || stop "$v"
+  done
+  R[$v.miss]=$(median "${miss[@]}"); R[$v.hit]=$(median "${hit[@]}")
+  echo "$v miss: ${miss[*]}  hit: ${hit[*]} MiB/s" >> "$WORK/raw.txt"
+done
+
+log "$SF_CLIENTS concurrent cold blob GETs and $SF_MANIFESTS concurrent cold manifest GETs"
+for v in peer trustgate; do
+  start_variant "$v"
+  before=$(upstream_gets "blobs/$BLOB")
+  out=$("$LOADGEN" --url "http://$ADDR/v2/$REPO/blobs/$BLOB" --requests "$SF_CLIENTS" --concurrency "$SF_CLIENTS" \
+        --expect-len "$BLOB_LEN" --expect-sha256 "$BLOB_HEX" --max-secs 600)
+  sleep 1
+  R[$v.sf]=$(( $(upstream_gets "blobs/$BLOB") - before ))
+  R[$v.sf_err]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<< " $out")
+  echo "$v $SF_CLIENTS cold blob GETs: $out" >> "$WORK/raw.txt"
+  before=$(upstream_gets "manifests/$MANIFEST")
+  out=$("$LOADGEN" --url "http://$ADDR/v2/$REPO/manifests/$MANIFEST" --accept "$MT" --requests "$SF_MANIFESTS" \
+        --concurrency "$SF_MANIFESTS" --expect-digest "$MANIFEST")
+  sleep 1
+  R[$v.sfm]=$(( $(upstream_gets "manifests/$MANIFEST") - before ))
+  R[$v.sfm_err]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<< " $out")
+  echo "$v $SF_MANIFESTS cold manifest GETs: $out" >> "$WORK/raw.txt"
+  stop "$v"
+done
+
+log "peak RSS while $RSS_CLIENTS clients stream the $RSS_MIB MiB blob (cold, then warm)"
+for v in peer trustgate; do
+  start_variant "$v"
+  for pass in cold warm; do
+    out=$("$LOADGEN" --url "http://$ADDR/v2/$REPO/blobs/$RSSBLOB" --requests "$RSS_CLIENTS" \
+          --concurrency "$RSS_CLIENTS" --expect-len "$RSS_LEN" --max-secs 900)
+    echo "$v $RSS_CLIENTS x $RSS_MIB MiB $pass: $out" >> "$WORK/raw.txt"
+  done
+  R[$v.rss]=$(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$SPID/status")
+  stop "$v"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+holds() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo NO; fi; }
+{
+  echo "blob benchmark — $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) shared cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "blob $BLOB_LEN B; miss = first GET from a fresh server, hit = the second; curl, median of $REPEATS"
+  echo "peer = docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') pull-through; direct = origin docker-registry"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' figure trustgate peer ratio goal holds
+  sm=${R[trustgate.miss]}; pm=${R[peer.miss]}
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "SHA-256, one core (MiB/s)" "${R[sha]}" - - "" ""
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "blob miss (MiB/s)" "$sm" "$pm" "$(ratio "$sm" "$pm")" ">= 1.3x peer miss" "$(holds "$sm >= 1.3 * $pm")"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "blob miss / SHA-256 rate" "$(ratio "$sm" "${R[sha]}")" - - ">= 0.8" "$(holds "$sm >= 0.8 * ${R[sha]}")"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "blob hit (MiB/s)" "${R[trustgate.hit]}" "${R[peer.hit]}" "$(ratio "${R[trustgate.hit]}" "${R[peer.hit]}")" "" ""
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "blob hit vs direct (MiB/s; direct hit)" "${R[trustgate.hit]}" "${R[direct.hit]}" "$(ratio "${R[trustgate.hit]}" "${R[direct.hit]}")" ">= 1.0x direct" "$(holds "${R[trustgate.hit]} >= ${R[direct.hit]}")"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "direct miss (MiB/s, origin)" "-" "${R[direct.miss]}" - "" ""
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "$SF_CLIENTS cold blob GETs: upstream GETs" "${R[trustgate.sf]}" "${R[peer.sf]}" - "exactly 1, every body right" "$(holds "${R[trustgate.sf]} == 1 && ${R[trustgate.sf_err]} == 0")"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "  ... client errors (length/sha256/cut)" "${R[trustgate.sf_err]}" "${R[peer.sf_err]}" - "" ""
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "$SF_MANIFESTS cold manifest GETs: upstream GETs" "${R[trustgate.sfm]}" "${R[peer.sfm]}" - "exactly 1" "$(holds "${R[trustgate.sfm]} == 1 && ${R[trustgate.sfm_err]} == 0")"
+  printf '%-44s %10s %10s %7s  %-34s %s\n' "peak RSS, $RSS_CLIENTS x $RSS_MIB MiB (MiB)" "${R[trustgate.rss]}" "${R[peer.rss]}" "$(ratio "${R[trustgate.rss]}" "${R[peer.rss]}")" "< 64 MiB$([ "$RSS_MIB" = 1024 ] || echo " (scaled: $RSS_MIB MiB blobs)")" "$(holds "${R[trustgate.rss]} < 64")"
+  echo "raw:"
+  sed 's/^/  /' "$WORK/raw.txt"
+} | tee bench-blobs-results.txt
