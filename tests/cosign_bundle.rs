@@ -412,6 +412,13 @@ async fn a_lying_referrers_index_vouches_for_nothing() {
     let swapped = referrer_manifest(&img, &vec![b'x'; sc.good_bundle.len()], BUNDLE);
     reg.manifests
         .insert(sha256(&swapped), sc.good_manifest.clone());
+    // An entry whose bundle layer the registry serves other (good, signed) bytes for.
+    let fake_bundle = vec![b'y'; sc.good_bundle.len()];
+    let blob_swapped = referrer_manifest(&img, &fake_bundle, BUNDLE);
+    reg.manifests
+        .insert(sha256(&blob_swapped), blob_swapped.clone());
+    reg.blobs
+        .insert(sha256(&fake_bundle), sc.good_bundle.clone());
     reg.pages = Some(vec![referrers_index(&[
         (&wrong_layer, BUNDLE),
         (&wrong_subject, BUNDLE),
@@ -419,6 +426,7 @@ async fn a_lying_referrers_index_vouches_for_nothing() {
         (&attestation, BUNDLE),
         (&tampered, BUNDLE),
         (&swapped, BUNDLE),
+        (&blob_swapped, BUNDLE),
     ])]);
     let e = check(&reg, &sc).await.unwrap_err();
     let CosignRefusal::NoValidSignature { found, .. } = &e else {
@@ -431,6 +439,7 @@ async fn a_lying_referrers_index_vouches_for_nothing() {
         "is an attestation, not a signature",
         "verifies with none of the configured keys",
         &format!("its manifest hashes to {}", sha256(&sc.good_manifest)),
+        &format!("bundle blob hashes to {}", sha256(&sc.good_bundle)),
     ];
     assert_eq!(found.len(), expect.len(), "{found:#?}");
     for (line, want) in found.iter().zip(expect) {
@@ -455,12 +464,14 @@ async fn endless_huge_and_misdirected_listings_are_refused_within_bounds() {
         e => panic!("{e}"),
     };
     // A listing whose every page links to itself.
-    let mut reg = Reg::default();
-    reg.pages = Some(vec![referrers_index(&[])]);
-    reg.fixed_link = Some(format!(
-        "</v2/app/referrers/{}?page=0>; rel=\"next\"",
-        sc.image
-    ));
+    let mut reg = Reg {
+        pages: Some(vec![referrers_index(&[])]),
+        fixed_link: Some(format!(
+            "</v2/app/referrers/{}?page=0>; rel=\"next\"",
+            sc.image
+        )),
+        ..Reg::default()
+    };
     let e = refusal(check(&reg, &sc).await.unwrap_err());
     assert_eq!(e, "the listing has more than 8 pages");
     assert_eq!(
