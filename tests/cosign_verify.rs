@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use trustgate::cosign::fetch::{verify_digest, FetchError, Registry};
+use trustgate::cosign::referrers::ReferrersPage;
 use trustgate::cosign::{
     parse_signature_manifest, verify, CosignLimits, CosignRefusal, PublicKey, SignatureLayer,
 };
@@ -281,6 +282,20 @@ impl Registry for Mem {
         }
         Ok(Bytes::from(b.clone()))
     }
+    /// A registry without the referrers API (nor the tag schema's index): `.sig` only.
+    async fn referrers(
+        &self,
+        _: &Digest,
+        _: Option<&str>,
+        _: u64,
+    ) -> Result<ReferrersPage, FetchError> {
+        if self.down {
+            return Err(FetchError::Unavailable {
+                reason: "connection refused".into(),
+            });
+        }
+        Err(FetchError::NotFound)
+    }
 }
 
 fn signed_registry(s: &Signer, image: &Digest, payloads: &[Vec<u8>]) -> Mem {
@@ -338,7 +353,7 @@ async fn the_fetch_flow_verifies_and_refuses_precisely() {
     assert_eq!(
         e.to_string(),
         format!(
-            "no cosign signature for {image}: the tag {} does not exist",
+            "no cosign signature for {image}: no Sigstore bundle among its referrers, and the tag {} does not exist",
             sig_tag(&image.to_string())
         )
     );

@@ -317,3 +317,79 @@ async fn any_of_needs_one_verifier_and_all_of_needs_every_one_for_the_same_diges
         assert!(n > 0, "{line} is 0:\n{m}");
     }
 }
+
+/// cosign 3's default: a Sigstore bundle v0.3 referrer. The real docker-registry has no
+/// referrers API, so it is stored as cosign does there: the referrer manifest by digest and
+/// the distribution-spec tag schema's index under `sha256-<hex>`.
+async fn cosign3_sign(stack: &Stack, signer: &Signer, repo: &str, image: &str, signed: &str) {
+    use support::cosign::{
+        bundle, referrer_manifest, referrers_index, statement, BUNDLE, COSIGN_SIGN,
+    };
+    let b = bundle(signer, &statement(signed, COSIGN_SIGN));
+    stack.pusher.blob(repo, &Blob::new(b.clone(), BUNDLE)).await;
+    stack
+        .pusher
+        .blob(
+            repo,
+            &Blob::new(b"{}".to_vec(), "application/vnd.oci.empty.v1+json"),
+        )
+        .await;
+    let m = referrer_manifest(image, &b, BUNDLE);
+    let d = support::cosign::sha256(&m);
+    stack.pusher.manifest(repo, &d, OCI_MANIFEST, &m).await;
+    let index = referrers_index(&[(&m, BUNDLE)]);
+    let tag = image.replacen(':', "-", 1);
+    stack
+        .pusher
+        .manifest(
+            repo,
+            &tag,
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosign3_bundles_via_the_tag_schema_on_the_real_registry() {
+    let k = keys();
+    let body = format!(
+        "{}[default]\nrequire = \"signed\"\nsigned_by = \"release\"\n",
+        verifiers(&k)
+    );
+    let stack = Stack::start(Flavour::Local, &body).await;
+    let signed = stack.push("c3/app", "1.0", 11).await;
+    let rogue = stack.push("c3/app", "rogue", 12).await;
+    let replayed = stack.push("c3/app", "replayed", 13).await;
+    cosign3_sign(&stack, &k.release, "c3/app", &signed.digest, &signed.digest).await;
+    cosign3_sign(&stack, &k.rogue, "c3/app", &rogue.digest, &rogue.digest).await;
+    // The release key's bundle for 1.0, attached to `replayed`.
+    cosign3_sign(
+        &stack,
+        &k.release,
+        "c3/app",
+        &replayed.digest,
+        &signed.digest,
+    )
+    .await;
+
+    let ok = pull(&stack, "c3/app", ":1.0");
+    ok.run.assert_success();
+    assert_eq!(ok.manifest.as_deref(), Some(&signed.manifest[..]));
+    assert_eq!(ok.digest.as_deref(), Some(signed.digest.as_str()));
+
+    let out = pull(&stack, "c3/app", ":rogue");
+    out.run.assert_failure();
+    let text = out.run.output();
+    assert!(
+        text.contains("the DSSE signature verifies with none of the configured keys"),
+        "{text}"
+    );
+    let out = pull(&stack, "c3/app", ":replayed");
+    out.run.assert_failure();
+    let text = out.run.output();
+    assert!(
+        text.contains(&format!("signed statement is for [{}]", signed.digest)),
+        "{text}"
+    );
+}

@@ -1,11 +1,15 @@
-//! Gathering what [`super::verify`] needs: the `sha256-<hex>.sig` manifest and its payload
-//! blobs, through the small [`Registry`] trait (the proxy implements it with its upstream
-//! client; tests with an in-memory registry). Every read is bounded by [`CosignLimits`].
+//! Gathering what the verifiers need, through the small [`Registry`] trait (the proxy
+//! implements it with its upstream client; tests with in-memory registries). Order, as
+//! `cosign verify` 3 looks: Sigstore bundles among the digest's OCI 1.1 referrers (or the
+//! `sha256-<hex>` tag schema; [`super::referrers`]), then the legacy `sha256-<hex>.sig`
+//! simple-signing manifest and its payload blobs. Every read is bounded by [`CosignLimits`].
 
 use std::future::Future;
 
 use bytes::Bytes;
 
+use super::referrers::{verify_referrers, ReferrersPage};
+use super::simple_signing::describe_keys;
 use super::{
     parse_signature_manifest, signature_tag, verify, CosignLimits, CosignRefusal, KeyVerified,
 };
@@ -39,10 +43,58 @@ pub trait Registry: Sync {
         digest: &Digest,
         limit: u64,
     ) -> impl Future<Output = Result<Bytes, FetchError>> + Send;
+    /// OCI distribution-spec 1.1 "Listing Referrers": `GET /v2/<repo>/referrers/<digest>`, or
+    /// when `next` is given that path and query (the previous page's `Link`, already checked
+    /// to be this digest's listing), at most `limit` bytes. `NotFound` when the registry has
+    /// no referrers API.
+    fn referrers(
+        &self,
+        digest: &Digest,
+        next: Option<&str>,
+        limit: u64,
+    ) -> impl Future<Output = Result<ReferrersPage, FetchError>> + Send;
+}
+
+/// Whether `digest` carries a cosign signature by one of `keys`, in either format: a v0.3
+/// bundle referrer first, then the legacy `.sig` tag. A hostile or unreachable referrers
+/// listing refuses outright (fail closed); otherwise what every candidate held is reported.
+pub async fn verify_digest<R: Registry>(
+    registry: &R,
+    digest: &Digest,
+    keys: &[CosignKey],
+    limits: &CosignLimits,
+) -> Result<KeyVerified, CosignRefusal> {
+    let mut found = match verify_referrers(registry, digest, keys, limits).await? {
+        Ok(k) => return Ok(k),
+        Err(problems) => problems,
+    };
+    match verify_simple_signing(registry, digest, keys, limits).await {
+        Ok(k) => Ok(k),
+        Err(CosignRefusal::NotSigned { .. }) if !found.is_empty() => {
+            Err(CosignRefusal::NoValidSignature {
+                digest: *digest,
+                keys: describe_keys(keys),
+                found,
+            })
+        }
+        Err(CosignRefusal::NoValidSignature {
+            digest,
+            keys,
+            found: legacy,
+        }) => {
+            found.extend(legacy);
+            Err(CosignRefusal::NoValidSignature {
+                digest,
+                keys,
+                found,
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `digest` carries a simple-signing signature by one of `keys`.
-pub async fn verify_digest<R: Registry>(
+pub async fn verify_simple_signing<R: Registry>(
     registry: &R,
     digest: &Digest,
     keys: &[CosignKey],

@@ -1,4 +1,5 @@
-//! Sigstore cosign, keyed, in the simple-signing format (cosign ≤ 2's `.sig` tags).
+//! Sigstore cosign, keyed, in both formats: cosign 3's default Sigstore bundle v0.3 referrers
+//! ([`bundle`], found by [`referrers`]) and cosign ≤ 2's simple-signing `.sig` tags.
 //!
 //! Flow (sigstore/cosign `specs/SIGNATURE_SPEC.md`): the image digest `sha256:<hex>` has its
 //! signatures in the same repository under the tag `sha256-<hex>.sig`, an image manifest with
@@ -11,14 +12,16 @@
 //! precise refusal out); [`fetch::verify_digest`] gathers the bytes through a small
 //! [`fetch::Registry`] trait, which the proxy implements with its upstream client.
 
+pub mod bundle;
 pub mod fetch;
 mod keys;
+pub mod referrers;
 mod simple_signing;
 
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use simple_signing::{
-    parse_signature_manifest, verify, CosignRefusal, KeyVerified, LayerProblem, SignatureLayer,
-    SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_TYPE,
+    parse_signature_manifest, verify, CosignRefusal, KeyVerified, LayerProblem, SignatureFormat,
+    SignatureLayer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_TYPE,
 };
 
 /// Bounds on what a signature artifact may make trustgate read. A `.sig` manifest is small
@@ -32,6 +35,15 @@ pub struct CosignLimits {
     pub max_signatures: usize,
     /// Bytes of one payload blob (a SimpleSigning payload is a few hundred bytes).
     pub payload_max_bytes: u64,
+    /// Bytes of one referrers page, or of the `sha256-<hex>` tag schema's index.
+    pub referrers_page_max_bytes: u64,
+    /// Pages of one referrers listing followed (`Link: rel="next"`); more is refused.
+    pub max_referrer_pages: usize,
+    /// Entries over all pages of one listing; more is refused.
+    pub max_referrer_entries: usize,
+    /// Bytes of one Sigstore bundle (keyed: ~2 KiB; with a certificate chain and log
+    /// entries: ~10 KiB).
+    pub bundle_max_bytes: u64,
 }
 
 impl Default for CosignLimits {
@@ -40,6 +52,10 @@ impl Default for CosignLimits {
             signature_manifest_max_bytes: 256 * 1024,
             max_signatures: 64,
             payload_max_bytes: 64 * 1024,
+            referrers_page_max_bytes: 256 * 1024,
+            max_referrer_pages: 8,
+            max_referrer_entries: 512,
+            bundle_max_bytes: 128 * 1024,
         }
     }
 }
@@ -70,6 +86,11 @@ pub fn exercise_parsers(data: &[u8]) {
             .map(|l| (l, bytes::Bytes::copy_from_slice(data)))
             .collect();
         let _ = verify(&digest, &with, &[]);
+    }
+    let digest = crate::registry::Digest::sha256_of(data);
+    let _ = bundle::verify_bundle(&digest, data, &[], bundle::PredicateRule::Any);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = referrers::next_page(s, &digest);
     }
 }
 

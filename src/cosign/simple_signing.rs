@@ -28,15 +28,46 @@ pub struct SignatureLayer {
     pub signature: Option<String>,
 }
 
-/// Proof that one configured key signed a payload naming `digest`. Only [`verify`] builds one.
+/// Which cosign signature format vouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// cosign ≤ 2: a simple-signing layer of the `sha256-<hex>.sig` tag.
+    SimpleSigning,
+    /// cosign 3's default: a Sigstore bundle v0.3 referrer (DSSE over an in-toto statement).
+    SigstoreBundle,
+}
+
+impl fmt::Display for SignatureFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignatureFormat::SimpleSigning => "simple-signing",
+            SignatureFormat::SigstoreBundle => "sigstore-bundle-v0.3",
+        })
+    }
+}
+
+/// Proof that one configured key signed a payload naming `digest`. Only [`verify`] and
+/// [`super::bundle::verify_bundle`] build one.
 #[derive(Debug, Clone)]
 pub struct KeyVerified {
     digest: Digest,
     key_fingerprint: String,
     key_path: String,
+    format: SignatureFormat,
 }
 
 impl KeyVerified {
+    pub(super) fn new(digest: Digest, key: &CosignKey, format: SignatureFormat) -> KeyVerified {
+        KeyVerified {
+            digest,
+            key_fingerprint: key.key().fingerprint().to_string(),
+            key_path: key.path().display().to_string(),
+            format,
+        }
+    }
+    pub fn format(&self) -> SignatureFormat {
+        self.format
+    }
     pub fn digest(&self) -> &Digest {
         &self.digest
     }
@@ -107,7 +138,7 @@ impl fmt::Display for LayerProblem {
 /// Why cosign does not vouch for a digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CosignRefusal {
-    #[error("no cosign signature for {digest}: the tag {tag} does not exist")]
+    #[error("no cosign signature for {digest}: no Sigstore bundle among its referrers, and the tag {tag} does not exist")]
     NotSigned { digest: Digest, tag: String },
     #[error("the cosign signature artifact {tag} is unusable: {reason}")]
     BadArtifact { tag: String, reason: String },
@@ -282,14 +313,14 @@ fn verify_layer(
     if named != expected.to_string() {
         return Err(LayerProblem::OtherDigest { found: named });
     }
-    Ok(KeyVerified {
-        digest: *expected,
-        key_fingerprint: key.key().fingerprint().to_string(),
-        key_path: key.path().display().to_string(),
-    })
+    Ok(KeyVerified::new(
+        *expected,
+        key,
+        SignatureFormat::SimpleSigning,
+    ))
 }
 
-fn describe_keys(keys: &[CosignKey]) -> String {
+pub(super) fn describe_keys(keys: &[CosignKey]) -> String {
     keys.iter()
         .map(|k| {
             format!(

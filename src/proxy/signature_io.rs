@@ -8,6 +8,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::{read_limited, send_upstream, AppState, ReadError, RequestCtx, DIGEST_HEADER};
 use crate::cosign::fetch::{FetchError, Registry};
+use crate::cosign::referrers::ReferrersPage;
 use crate::registry::media::DEFAULT_MANIFEST_ACCEPT;
 use crate::registry::{Digest, RegistryError, RepoName};
 
@@ -61,6 +62,10 @@ impl UpstreamRepo<'_> {
         if let Some(d) = resp.headers().get(DIGEST_HEADER) {
             headers.insert(DIGEST_HEADER, d.clone());
         }
+        // Referrers pagination (distribution-spec 1.1); the cosign module checks its target.
+        if let Some(l) = resp.headers().get(http::header::LINK) {
+            headers.insert(http::header::LINK, l.clone());
+        }
         if method == Method::HEAD {
             return Ok((headers, None));
         }
@@ -106,5 +111,33 @@ impl Registry for UpstreamRepo<'_> {
         let path = format!("/v2/{}/blobs/{digest}", self.repo);
         let (_, body) = self.get(Method::GET, path, limit).await?;
         Ok(body.unwrap_or_default())
+    }
+
+    /// A `next` page must stay in this repository's listing (the cosign module already checked
+    /// it names the digest's listing; this keeps it to the client's repository).
+    async fn referrers(
+        &self,
+        digest: &Digest,
+        next: Option<&str>,
+        limit: u64,
+    ) -> Result<ReferrersPage, FetchError> {
+        let first = format!("/v2/{}/referrers/{digest}", self.repo);
+        let path = match next {
+            None => first,
+            Some(p) if p.split('?').next() == Some(first.as_str()) => p.to_string(),
+            Some(p) => {
+                return Err(FetchError::Unavailable {
+                    reason: format!("the referrers page {p:?} is outside {first}"),
+                })
+            }
+        };
+        let (headers, body) = self.get(Method::GET, path, limit).await?;
+        Ok(ReferrersPage {
+            body: body.unwrap_or_default(),
+            link: headers
+                .get(http::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        })
     }
 }

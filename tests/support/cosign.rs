@@ -91,3 +91,81 @@ pub fn sig_manifest(config_digest: &str, config_size: usize, layers: &[(&[u8], &
 pub fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
 }
+
+pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const INTOTO: &str = "application/vnd.in-toto+json";
+pub const COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// The in-toto statement `cosign sign` 3 makes for `digest` (`sha256:<hex>`).
+pub fn statement(digest: &str, predicate_type: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "r.example/app", "digest": {"sha256": hex}}],
+        "predicateType": predicate_type,
+        "predicate": {},
+    }))
+    .unwrap()
+}
+
+/// DSSE protocol.md PAE, written out again here so the tests do not borrow the code under test.
+fn pae(t: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!("DSSEv1 {} {} {} ", t.len(), t, body.len()).into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A keyed v0.3 bundle as `cosign sign --key` 3 writes it: DSSE over `statement`, signed by
+/// `signer` over PAE(payload_type, statement).
+pub fn bundle_typed(signer: &Signer, statement: &[u8], payload_type: &str) -> Vec<u8> {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    serde_json::to_vec(&serde_json::json!({
+        "mediaType": BUNDLE,
+        "verificationMaterial": {"publicKey": {"hint": "not trusted"}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": b64(statement),
+            "payloadType": payload_type,
+            "signatures": [{"sig": signer.sign(&pae(payload_type, statement)), "keyid": ""}],
+        },
+    }))
+    .unwrap()
+}
+
+pub fn bundle(signer: &Signer, statement: &[u8]) -> Vec<u8> {
+    bundle_typed(signer, statement, INTOTO)
+}
+
+/// cosign 3's referrer manifest (BUNDLE_SPEC.md): artifactType the bundle type, empty config,
+/// one layer of `layer_type` holding `bundle`, `subject` the signed manifest.
+pub fn referrer_manifest(subject: &str, bundle: &[u8], layer_type: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": BUNDLE,
+        "config": {"mediaType": EMPTY, "size": 2, "digest": sha256(b"{}")},
+        "layers": [{"mediaType": layer_type, "size": bundle.len(), "digest": sha256(bundle),
+            "annotations": {"dev.sigstore.bundle.content": "dsse-envelope",
+                "dev.sigstore.bundle.predicateType": COSIGN_SIGN}}],
+        "subject": {"mediaType": OCI_MANIFEST, "size": 100, "digest": subject},
+    }))
+    .unwrap()
+}
+
+/// A referrers index (distribution-spec 1.1) listing `manifests` with the given artifact types.
+pub fn referrers_index(manifests: &[(&[u8], &str)]) -> Vec<u8> {
+    let entries: Vec<serde_json::Value> = manifests
+        .iter()
+        .map(|(m, at)| {
+            serde_json::json!({"mediaType": OCI_MANIFEST, "size": m.len(), "digest": sha256(m),
+                "artifactType": at})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap()
+}
