@@ -570,4 +570,13 @@ impl trustgate::cosign::fetch::Registry for NoRegistry {
     ) -> Result<bytes::Bytes, trustgate::cosign::fetch::FetchError> {
         Err(trustgate::cosign::fetch::FetchError::NotFound)
     }
+    async fn referrers(
+        &self,
+        _digest: &trustgate::registry::Digest,
+        _page: Option<&str>,
+        _limit: u64,
+    ) -> Result<trustgate::cosign::referrers::ReferrersPage, trustgate::cosign::fetch::FetchError>
+    {
+        Err(trustgate::cosign::fetch::FetchError::NotFound)
+    }
 }
