@@ -14,6 +14,39 @@ use crate::policy::CosignVerifier;
 use crate::registry::Digest;
 use crate::signatures::{Refusal, Verified};
 
+/// The tag's digest as the upstream resolved it, or the refusal of a verifier that needs it
+/// (cosign and Notation sign digests, so both start from the upstream's answer).
+pub(super) fn resolved_digest(
+    name: &str,
+    tag: &str,
+    resolved: &Result<Digest, FetchError>,
+) -> Result<Digest, Refusal> {
+    let refuse = |reason, message: String, unavailable| Refusal {
+        verifier: name.to_string(),
+        reason,
+        message,
+        unavailable,
+    };
+    match resolved {
+        Ok(d) => Ok(*d),
+        Err(FetchError::NotFound) => Err(refuse(
+            DecisionReason::TagNotSigned,
+            format!("tag {tag} does not exist at the upstream"),
+            false,
+        )),
+        Err(FetchError::TooLarge { limit }) => Err(refuse(
+            DecisionReason::Other,
+            format!("tag {tag}: the manifest is over the {limit}-byte limit"),
+            false,
+        )),
+        Err(FetchError::Unavailable { reason }) => Err(refuse(
+            DecisionReason::TrustUnreachable,
+            format!("tag {tag} could not be resolved at the upstream: {reason}"),
+            true,
+        )),
+    }
+}
+
 /// (policy generation, verifier name, key fingerprints, digest).
 pub(super) type ResultKey = (u64, String, String, String);
 
@@ -55,30 +88,7 @@ impl Enforcer {
             message,
             unavailable,
         };
-        let digest = match resolved {
-            Ok(d) => *d,
-            Err(FetchError::NotFound) => {
-                return Err(refuse(
-                    DecisionReason::TagNotSigned,
-                    format!("tag {tag} does not exist at the upstream"),
-                    false,
-                ))
-            }
-            Err(FetchError::TooLarge { limit }) => {
-                return Err(refuse(
-                    DecisionReason::Other,
-                    format!("tag {tag}: the manifest is over the {limit}-byte limit"),
-                    false,
-                ))
-            }
-            Err(FetchError::Unavailable { reason }) => {
-                return Err(refuse(
-                    DecisionReason::TrustUnreachable,
-                    format!("tag {tag} could not be resolved at the upstream: {reason}"),
-                    true,
-                ))
-            }
-        };
+        let digest = resolved_digest(name, tag, resolved)?;
         let fingerprints: Vec<&str> = v.keys().iter().map(|k| k.key().fingerprint()).collect();
         let key: ResultKey = (
             generation,

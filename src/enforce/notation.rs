@@ -54,26 +54,7 @@ impl Enforcer {
                 true,
             )
         };
-        let digest = match resolved {
-            Ok(d) => *d,
-            Err(FetchError::NotFound) => {
-                return Err(refuse(
-                    DecisionReason::TagNotSigned,
-                    format!("tag {tag} does not exist at the upstream"),
-                    false,
-                ))
-            }
-            Err(FetchError::TooLarge { limit }) => {
-                return Err(refuse(
-                    DecisionReason::Other,
-                    format!("tag {tag}: the manifest is over the {limit}-byte limit"),
-                    false,
-                ))
-            }
-            Err(FetchError::Unavailable { reason }) => {
-                return Err(unavailable(format!("tag {tag}"), reason))
-            }
-        };
+        let digest = super::cosign::resolved_digest(name, tag, resolved)?;
         let digest_s = digest.to_string();
         // The signed payload names the manifest's media type and size as well as its digest
         // (signature-specification.md, "Payload"): read the manifest itself.
