@@ -16,15 +16,15 @@ require = "signed"
 trust_server = "test"
 "#;
 
-/// The same rule, tightened: no trust on first use, and nothing pinned, so no root can be
-/// trusted.
-const STRICT: &str = r#"
-[default]
-require = "signed"
-trust_server = "test"
-[default.pinning]
-tofu = false
-"#;
+/// The same rule, tightened: roots must now chain to a CA that did not issue this
+/// repository's root, so the root trusted on first use no longer passes (a changed pin is
+/// checked against the stored root, as a first contact would be).
+fn strict(ca_file: &std::path::Path) -> String {
+    format!(
+        "[default]\nrequire = \"signed\"\ntrust_server = \"test\"\n[default.pinning]\ntofu = false\nca = {:?}\n",
+        ca_file.display().to_string()
+    )
+}
 
 async fn get(stack: &Stack, path: &str) -> (u16, String) {
     let r = stack
@@ -48,7 +48,9 @@ async fn tightened_pinning_applies_at_once_not_when_cached_results_expire() {
     assert_eq!(status, 200, "{body}");
 
     // Same server, GUN, tag and roles; only the pinning is stricter.
-    stack.write_policy(STRICT);
+    let ca_file = stack.dir.path().join("unrelated-ca.pem");
+    std::fs::write(&ca_file, support::pki::TestCa::new("Unrelated CA").ca_pem).unwrap();
+    stack.write_policy(&strict(&ca_file));
     assert!(matches!(
         stack.policy.reload(),
         trustgate::policy::ReloadOutcome::Replaced { .. }
@@ -58,7 +60,7 @@ async fn tightened_pinning_applies_at_once_not_when_cached_results_expire() {
         status, 403,
         "a result verified under trust on first use answered a rule that forbids it: {body}"
     );
-    assert!(body.contains("trust on first use is disabled"), "{body}");
+    assert!(body.contains("DENIED"), "{body}");
 
     // Back to the first pinning: its own result (and state) answers again.
     stack.write_policy(TOFU);
