@@ -177,3 +177,132 @@ fn a_broken_notation_config_fails_the_policy_load_naming_the_field() {
     .to_string();
     assert!(e2.contains("config_dir"), "{e2}");
 }
+
+/// A registry with the OCI 1.1 referrers API and no tag-schema index: the signature is found
+/// through `GET /v2/<repo>/referrers/<digest>` alone.
+#[derive(Default)]
+struct ReferrersRegistry {
+    manifests: std::collections::HashMap<String, Vec<u8>>,
+    blobs: std::collections::HashMap<String, Vec<u8>>,
+    referrers: std::collections::HashMap<String, Vec<u8>>,
+    referrer_calls: std::sync::atomic::AtomicUsize,
+}
+
+impl trustgate::cosign::fetch::Registry for ReferrersRegistry {
+    async fn resolve_tag(
+        &self,
+        tag: &str,
+    ) -> Result<trustgate::registry::Digest, trustgate::cosign::fetch::FetchError> {
+        self.manifests
+            .get(tag)
+            .map(|m| trustgate::registry::Digest::sha256_of(m))
+            .ok_or(trustgate::cosign::fetch::FetchError::NotFound)
+    }
+    async fn manifest(
+        &self,
+        reference: &str,
+        _limit: u64,
+    ) -> Result<bytes::Bytes, trustgate::cosign::fetch::FetchError> {
+        self.manifests
+            .get(reference)
+            .map(|m| bytes::Bytes::from(m.clone()))
+            .ok_or(trustgate::cosign::fetch::FetchError::NotFound)
+    }
+    async fn blob(
+        &self,
+        digest: &trustgate::registry::Digest,
+        _limit: u64,
+    ) -> Result<bytes::Bytes, trustgate::cosign::fetch::FetchError> {
+        self.blobs
+            .get(&digest.to_string())
+            .map(|b| bytes::Bytes::from(b.clone()))
+            .ok_or(trustgate::cosign::fetch::FetchError::NotFound)
+    }
+    async fn referrers(
+        &self,
+        digest: &trustgate::registry::Digest,
+        _next: Option<&str>,
+        _limit: u64,
+    ) -> Result<trustgate::cosign::referrers::ReferrersPage, trustgate::cosign::fetch::FetchError>
+    {
+        self.referrer_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(trustgate::cosign::referrers::ReferrersPage {
+            body: bytes::Bytes::from(
+                self.referrers
+                    .get(&digest.to_string())
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec()
+                    }),
+            ),
+            link: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn signatures_listed_by_the_referrers_api_are_found() {
+    let corp = ca("Corp Signing CA");
+    let signer = leaf(&corp, LeafSpec::default());
+    let print = trustgate::notation::truststore::thumbprint(corp.cert.der());
+    let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
+    let digest = support::registry::sha256(&image);
+    let target = TargetDescriptor {
+        media_type: support::registry::OCI_MANIFEST.into(),
+        digest: digest.clone(),
+        size: image.len() as u64,
+    };
+    let sig = support::notation::signature_artifact(
+        &target,
+        jws(&signer, &payload_for(&target), &Headers::default()),
+        "application/jose+json",
+        &print,
+    );
+    let mut reg = ReferrersRegistry::default();
+    reg.manifests.insert("v1".into(), image.clone());
+    reg.manifests.insert(digest.clone(), image.clone());
+    reg.manifests
+        .insert(sig.digest.clone(), sig.manifest.clone());
+    for b in &sig.blobs {
+        reg.blobs.insert(b.digest.clone(), b.bytes.clone());
+    }
+    reg.referrers.insert(
+        digest.clone(),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [sig.entry],
+        }))
+        .unwrap(),
+    );
+    let dir = support::tempdir();
+    let cfg_dir = notation_config(
+        dir.path(),
+        "\"registry.example/team/app\"",
+        &corp.cert.pem(),
+    );
+    let policy = trustgate::policy::Policy::from_str(
+        &format!(
+            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
+            cfg_dir.display().to_string()
+        ),
+        "p.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let enforcer = trustgate::enforce::Enforcer::new(
+        std::sync::Arc::new(trustgate::policy::PolicyHandle::fixed(policy)),
+        dir.path().join("state"),
+        trustgate::cache::TagCacheSettings::default(),
+        std::sync::Arc::new(trustgate::metrics::Metrics::new()),
+    );
+    let (_, verdict) = enforcer
+        .tag("registry.example", "team/app", "v1", &reg)
+        .await;
+    match verdict {
+        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), digest),
+        other => panic!("the referrers-listed signature was not found: {other:?}"),
+    }
+    assert_eq!(
+        reg.referrer_calls.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}

@@ -2,9 +2,10 @@
 //! for by a Notation signature that the verifier's trust policy and trust store accept
 //! ([`crate::notation`], which is pure; this file only gathers its inputs).
 //!
-//! Discovery is the distribution spec's tag-schema fallback: the index under the tag
-//! `sha256-<hex>` lists the referrers of that digest (what `notation sign` pushes to a
-//! registry without the referrers API, docker-registry among them). Candidates are
+//! Discovery is the OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`), and where a
+//! registry has none (404), the distribution spec's tag-schema fallback: the index under the
+//! tag `sha256-<hex>` (what `notation sign` pushes to a registry without the referrers API,
+//! docker-registry among them). Candidates are
 //! filtered by artifact type and by the `io.cncf.notary.x509chain.thumbprint#S256`
 //! annotation (a signature no trust store can match is not fetched), then each is checked in
 //! turn: its manifest hashes to the digest the index names, its `subject` is the resolved
@@ -96,8 +97,26 @@ impl Enforcer {
                 false,
             )
         };
+        // The OCI 1.1 referrers API first (its first page: a registry lists at least a
+        // hundred referrers there); on 404 — no referrers API — the tag-schema index.
         let index_tag = fallback_tag(&digest_s).map_err(&not_signed)?;
-        let index = match upstream.manifest(&index_tag, MANIFEST_LIMIT).await {
+        let listed = match upstream.referrers(&digest, None, MANIFEST_LIMIT).await {
+            Ok(page) => Some(page.body),
+            Err(FetchError::NotFound) => None,
+            Err(FetchError::Unavailable { reason }) => {
+                return Err(unavailable(format!("referrers of {digest_s}"), &reason))
+            }
+            Err(FetchError::TooLarge { limit }) => {
+                return Err(not_signed(format!(
+                    "(the referrers listing is over {limit} bytes)"
+                )))
+            }
+        };
+        let index = match listed {
+            Some(body) => Ok(body),
+            None => upstream.manifest(&index_tag, MANIFEST_LIMIT).await,
+        };
+        let index = match index {
             Ok(i) => i,
             Err(FetchError::NotFound) => {
                 return Err(not_signed(format!(

@@ -8,20 +8,23 @@ use trustgate::notation::TargetDescriptor;
 
 use super::registry::{Blob, Pusher, OCI_MANIFEST};
 
-/// Pushes a signature manifest (empty config, one envelope layer, `subject`) by digest;
-/// returns its index descriptor, as the referrers API would list it.
-pub async fn push_signature(
-    pusher: &Pusher,
-    repo: &str,
+/// A Notation signature artifact in memory: its manifest (empty config, one envelope layer,
+/// `subject`), the blobs it names, and its entry as a referrers index lists it.
+pub struct SignatureArtifact {
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub blobs: Vec<Blob>,
+    pub entry: serde_json::Value,
+}
+
+pub fn signature_artifact(
     subject: &TargetDescriptor,
     envelope: Vec<u8>,
     media_type: &'static str,
     thumbprint: &str,
-) -> serde_json::Value {
+) -> SignatureArtifact {
     let empty = Blob::new(b"{}".to_vec(), MEDIA_TYPE_EMPTY);
     let env = Blob::new(envelope, media_type);
-    pusher.blob(repo, &empty).await;
-    pusher.blob(repo, &env).await;
     let annotations = serde_json::json!({
         ANNOTATION_THUMBPRINTS: serde_json::to_string(&[thumbprint]).unwrap(),
     });
@@ -36,11 +39,34 @@ pub async fn push_signature(
     }))
     .unwrap();
     let digest = super::registry::sha256(&manifest);
-    pusher
-        .manifest(repo, &digest, OCI_MANIFEST, &manifest)
-        .await;
-    serde_json::json!({
+    let entry = serde_json::json!({
         "mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
         "artifactType": ARTIFACT_TYPE_SIGNATURE, "annotations": annotations,
-    })
+    });
+    SignatureArtifact {
+        manifest,
+        digest,
+        blobs: vec![empty, env],
+        entry,
+    }
+}
+
+/// Pushes a signature artifact by digest; returns its index descriptor, as the referrers API
+/// would list it.
+pub async fn push_signature(
+    pusher: &Pusher,
+    repo: &str,
+    subject: &TargetDescriptor,
+    envelope: Vec<u8>,
+    media_type: &'static str,
+    thumbprint: &str,
+) -> serde_json::Value {
+    let a = signature_artifact(subject, envelope, media_type, thumbprint);
+    for b in &a.blobs {
+        pusher.blob(repo, b).await;
+    }
+    pusher
+        .manifest(repo, &a.digest, OCI_MANIFEST, &a.manifest)
+        .await;
+    a.entry
 }
