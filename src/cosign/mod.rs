@@ -20,8 +20,9 @@ mod simple_signing;
 
 pub use keys::{KeyAlgorithm, KeyError, PublicKey};
 pub use simple_signing::{
-    parse_signature_manifest, verify, CosignRefusal, KeyVerified, LayerProblem, SignatureFormat,
-    SignatureLayer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_TYPE,
+    describe_keys, parse_signature_manifest, verify, CosignRefusal, KeyVerified, LayerProblem,
+    SignatureFormat, SignatureLayer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE,
+    SIMPLE_SIGNING_TYPE,
 };
 
 /// Bounds on what a signature artifact may make trustgate read. A `.sig` manifest is small

@@ -320,7 +320,8 @@ fn verify_layer(
     ))
 }
 
-pub(super) fn describe_keys(keys: &[CosignKey]) -> String {
+/// The keys as refusals name them: algorithm, fingerprint and the file they came from.
+pub fn describe_keys(keys: &[CosignKey]) -> String {
     keys.iter()
         .map(|k| {
             format!(

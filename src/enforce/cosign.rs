@@ -81,7 +81,7 @@ impl Enforcer {
         resolved: &Result<Digest, FetchError>,
         registry: &R,
     ) -> Result<Verified, Refusal> {
-        let expected = expected_keys(v);
+        let expected = crate::cosign::describe_keys(v.keys());
         let refuse = |reason, message: String, unavailable| Refusal {
             verifier: name.to_string(),
             reason,
@@ -124,19 +124,4 @@ impl Enforcer {
             }
         }
     }
-}
-
-fn expected_keys(v: &CosignVerifier) -> String {
-    v.keys()
-        .iter()
-        .map(|k| {
-            format!(
-                "{} {} ({})",
-                k.key().algorithm(),
-                k.key().fingerprint(),
-                k.path().display()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
