@@ -201,6 +201,16 @@ async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             shutdown,
         ));
     }
+    {
+        let mut rx = rx.clone();
+        tokio::spawn(trustgate::proxy::maintenance::run(
+            state.clone(),
+            trustgate::proxy::maintenance::EVERY,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
     // One set of connection slots for every registry listener: max_connections is the
     // process's bound, not each listener's (PROXY-REVIEW D21).
     let slots = trustgate::server::ConnectionSlots::new(

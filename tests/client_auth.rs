@@ -256,3 +256,109 @@ async fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     );
     proxy.shutdown().await;
 }
+
+/// `[[client_auth.access]]`: an authenticated identity uses only the repositories an entry
+/// grants it — manifests, blobs and listings alike, refused before the upstream is asked —
+/// and skopeo, a real client, is told who was refused what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_entries_limit_identities_to_their_scopes() {
+    let reg = Registry::start();
+    let pusher = Pusher::new(&reg);
+    let team = pusher.image(REPO, "v1", true, 7, 4096, "amd64").await;
+    let other = pusher
+        .image("other/app", "v1", true, 8, 4096, "amd64")
+        .await;
+    let dir = support::tempdir();
+    let htpasswd = dir.path().join("htpasswd");
+    let mut lines = String::new();
+    for (user, pw) in [("alice", "pw-a"), ("bob", "pw-b")] {
+        lines += &format!("{user}:{}\n", bcrypt::hash(pw, 5).unwrap());
+    }
+    std::fs::write(&htpasswd, lines).unwrap();
+    let host = reg.host();
+    let cfg = format!(
+        "{}[client_auth]\nhtpasswd = {:?}\n\
+         [[client_auth.access]]\nidentities = [\"user:alice\"]\nscopes = [\"{host}/team/**\"]\n\
+         [[client_auth.access]]\nidentities = [\"user:*\"]\nscopes = [\"{host}/other/app\"]\n",
+        proxy_config(&[(&host, &reg.url)], ""),
+        htpasswd.display().to_string()
+    );
+    let proxy = TestProxy::start(&cfg).await;
+    let http = reqwest::Client::new();
+    let get = |path: String, user: &'static str, pw: &'static str| {
+        let req = http
+            .get(format!("{}{path}", proxy.url))
+            .header("accept", team.media_type)
+            .basic_auth(user, Some(pw));
+        async move { req.send().await.unwrap() }
+    };
+
+    // alice: her team's repository and the shared one.
+    let r = get(format!("/v2/{REPO}/manifests/v1"), "alice", "pw-a").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), team.manifest.as_slice());
+    let r = get("/v2/other/app/manifests/v1".into(), "alice", "pw-a").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), other.manifest.as_slice());
+
+    // bob: only the shared one; every endpoint of the team's repository is refused, and the
+    // refusal names him and the repository.
+    let r = get("/v2/other/app/manifests/v1".into(), "bob", "pw-b").await;
+    assert_eq!(r.status(), 200);
+    let upstream_requests = || {
+        let text = proxy.state.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix("trustgate_upstream_request_duration_seconds_count "))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    let before = upstream_requests();
+    assert!(before > 0, "the allowed pulls were counted");
+    for path in [
+        format!("/v2/{REPO}/manifests/v1"),
+        format!("/v2/{REPO}/manifests/{}", team.digest),
+        format!("/v2/{REPO}/blobs/{}", team.blobs[0].digest),
+        format!("/v2/{REPO}/tags/list"),
+        format!("/v2/{REPO}/referrers/{}", team.digest),
+    ] {
+        let r = get(path.clone(), "bob", "pw-b").await;
+        assert_eq!(r.status(), 403, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "DENIED", "{path}");
+        let msg = body["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("user:bob") && msg.contains(&format!("{host}/{REPO}")),
+            "{path}: {msg}"
+        );
+    }
+    assert_eq!(
+        upstream_requests(),
+        before,
+        "a refused identity's requests never reach the upstream"
+    );
+    // /v2/ itself names no repository: any authenticated identity may ask.
+    assert_eq!(get("/v2/".into(), "bob", "pw-b").await.status(), 200);
+
+    let src = format!("docker://{}/{REPO}:v1", proxy.addr);
+    let o = skopeo_async(vec![
+        "--src-tls-verify=false".into(),
+        "--src-creds".into(),
+        "bob:pw-b".into(),
+        src.clone(),
+        format!("dir:{}", dir.path().join("bob").display()),
+    ])
+    .await;
+    assert!(!o.status.success(), "skopeo pulled as bob");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("user:bob may not use"), "{err}");
+    let o = skopeo_async(vec![
+        "--src-tls-verify=false".into(),
+        "--src-creds".into(),
+        "alice:pw-a".into(),
+        src,
+        format!("dir:{}", dir.path().join("alice").display()),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    proxy.shutdown().await;
+}

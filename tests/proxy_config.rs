@@ -318,3 +318,40 @@ fn credentials_on_an_open_listener_need_client_auth_or_an_opt_in() {
     ));
     assert!(!ok && stderr.contains("client_auth.htpasswd"), "{stderr}");
 }
+
+/// `[[client_auth.access]]`: each bad identity or scope is named by its index, and access
+/// entries next to `anonymous = true` (which authenticates nobody) are refused.
+#[test]
+fn access_entries_are_checked_entry_by_entry() {
+    let dir = support::tempdir();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("a:{}\n", bcrypt::hash("x", 4).unwrap())).unwrap();
+    let base = format!(
+        "[[upstream]]\nname = \"r.example\"\nurl = \"https://registry.example\"\n[client_auth]\nhtpasswd = {:?}\n",
+        htpasswd.display().to_string()
+    );
+    let (ok, stderr, _) = check(&format!(
+        "{base}[[client_auth.access]]\nidentities = [\"user:a\"]\nscopes = [\"r.example/**\"]\n"
+    ));
+    assert!(ok, "{stderr}");
+    let (ok, stderr, file) = check(&format!(
+        "{base}[[client_auth.access]]\nidentities = [\"user:a\", \"alice\"]\nscopes = [\"r.example/team-*\"]\n\
+         [[client_auth.access]]\nidentities = []\nscopes = [\"r.example/x\"]\n"
+    ));
+    assert!(!ok, "accepted bad access entries");
+    for want in [
+        format!("{file}: client_auth.access[0].identities[1]: user:NAME"),
+        format!("{file}: client_auth.access[0].scopes[0]:"),
+        format!("{file}: client_auth.access[1].identities: at least one identity"),
+    ] {
+        assert!(stderr.contains(&want), "missing {want:?} in {stderr}");
+    }
+    let (ok, stderr, _) = check(
+        "[[upstream]]\nname = \"r.example\"\nurl = \"https://registry.example\"\n[client_auth]\nanonymous = true\n\
+         [[client_auth.access]]\nidentities = [\"user:a\"]\nscopes = [\"r.example/x\"]\n",
+    );
+    assert!(
+        !ok && stderr.contains("client_auth.access: authentication methods"),
+        "{stderr}"
+    );
+}

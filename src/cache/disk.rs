@@ -150,13 +150,15 @@ impl DiskStore {
     }
 
     /// Deletes links to content no longer held, and emptied link directories (PROXY-REVIEW
-    /// D20: eviction leaves links behind; at start they are swept, so they stay bounded by
-    /// what was held at the last start plus what was linked since).
-    fn prune_links(&self) {
+    /// D20: eviction leaves links behind; they are swept at start and by the periodic
+    /// maintenance, so they stay bounded by what is held plus what was linked since the last
+    /// sweep). Blocking file-system work. Returns how many links were deleted.
+    pub fn prune_links(&self) -> usize {
         let links = self.inner.root.join("links");
         let Ok(scopes) = std::fs::read_dir(&links) else {
-            return;
+            return 0;
         };
+        let mut deleted = 0;
         for scope in scopes.flatten() {
             let dir = scope.path();
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -165,13 +167,14 @@ impl DiskStore {
             for e in entries.flatten() {
                 let name = e.file_name();
                 let held = name.to_str().is_some_and(|h| self.index().contains(h));
-                if !held {
-                    let _ = std::fs::remove_file(e.path());
+                if !held && std::fs::remove_file(e.path()).is_ok() {
+                    deleted += 1;
                 }
             }
             // Fails (harmlessly) when links remain.
             let _ = std::fs::remove_dir(&dir);
         }
+        deleted
     }
 
     pub fn root(&self) -> &Path {

@@ -13,6 +13,7 @@
 //! is 401 `UNAUTHORIZED` with a `Basic` challenge, which docker, containerd, podman and skopeo
 //! answer with the credentials configured for this host.
 
+pub mod access;
 pub mod htpasswd;
 pub mod tokens;
 
@@ -38,6 +39,8 @@ pub struct ClientAuth {
     pub tokens: Option<Arc<TokenSet>>,
     /// `anonymous = true`: the operator knows anyone may pull (no method configured).
     pub anonymous: bool,
+    /// `[[client_auth.access]]`: empty means every authenticated identity reaches everything.
+    pub access: Arc<Vec<access::AccessRule>>,
     /// Basic credentials that verified recently, by SHA-256 of `user \0 password`: a bcrypt
     /// check costs milliseconds of CPU and clients send the header on every blob request.
     verified: moka::sync::Cache<[u8; 32], String>,
@@ -114,11 +117,23 @@ impl ClientAuth {
             htpasswd: htpasswd.map(Arc::new),
             tokens: tokens.map(Arc::new),
             anonymous,
+            access: Arc::default(),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
         }
+    }
+
+    /// Restricts identities to the repositories `rules` grant them ([`access`]).
+    pub fn with_access(mut self, rules: Vec<access::AccessRule>) -> ClientAuth {
+        self.access = Arc::new(rules);
+        self
+    }
+
+    /// Whether `id` may use `registry/repository` ([`access::allows`]).
+    pub fn may_use(&self, id: &Identity, registry: &str, repository: &str) -> bool {
+        access::allows(&self.access, id, registry, repository)
     }
 
     /// Whether a connection without a client certificate may still authenticate per request.

@@ -7,6 +7,10 @@
 //! htpasswd = "htpasswd"          # HTTP Basic, bcrypt entries (htpasswd -B)
 //! tokens = "tokens"              # bearer tokens: NAME sha256:HEX per line
 //! # anonymous = true             # instead of the above: anyone who reaches trustgate pulls
+//!
+//! [[client_auth.access]]          # optional: who may use which repositories
+//! identities = ["user:alice", "token:ci"]
+//! scopes = ["registry.corp/team-a/**"]
 //! ```
 
 use std::net::SocketAddr;
@@ -14,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::clientauth::access::{AccessRule, IdentityPattern};
 use crate::clientauth::{ClientAuth, Htpasswd, TokenSet};
+use crate::policy::ScopePattern;
 
 use super::validate::Collector;
 
@@ -25,6 +31,14 @@ pub(super) struct RawClientAuth {
     htpasswd: Option<PathBuf>,
     tokens: Option<PathBuf>,
     anonymous: Option<bool>,
+    access: Option<Vec<RawAccess>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    identities: Vec<String>,
+    scopes: Vec<String>,
 }
 
 pub(super) fn parse(
@@ -71,7 +85,56 @@ pub(super) fn parse(
         );
         return None;
     }
-    Some(ClientAuth::new(client_ca, htpasswd, tokens, anonymous))
+    let access = parse_access(c, raw.access.unwrap_or_default());
+    if anonymous && !access.is_empty() {
+        c.push(
+            "client_auth.access",
+            "authentication methods: access entries name authenticated identities, and \
+             anonymous = true authenticates nobody",
+        );
+    }
+    Some(ClientAuth::new(client_ca, htpasswd, tokens, anonymous).with_access(access))
+}
+
+/// Every entry is checked, and every bad identity or scope reported by its index.
+fn parse_access(c: &mut Collector, raw: Vec<RawAccess>) -> Vec<AccessRule> {
+    let mut rules = Vec::new();
+    for (i, entry) in raw.into_iter().enumerate() {
+        let at = format!("client_auth.access[{i}]");
+        let mut ok = true;
+        if entry.identities.is_empty() {
+            c.push(format!("{at}.identities"), "at least one identity");
+            ok = false;
+        }
+        if entry.scopes.is_empty() {
+            c.push(format!("{at}.scopes"), "at least one scope");
+            ok = false;
+        }
+        let mut identities = Vec::new();
+        for (j, text) in entry.identities.iter().enumerate() {
+            match IdentityPattern::parse(text) {
+                Ok(p) => identities.push(p),
+                Err(e) => {
+                    c.push(format!("{at}.identities[{j}]"), e);
+                    ok = false;
+                }
+            }
+        }
+        let mut scopes = Vec::new();
+        for (j, text) in entry.scopes.iter().enumerate() {
+            match ScopePattern::parse(text) {
+                Ok(p) => scopes.push(p),
+                Err(e) => {
+                    c.push(format!("{at}.scopes[{j}]"), e);
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            rules.push(AccessRule { identities, scopes });
+        }
+    }
+    rules
 }
 
 fn read<T>(

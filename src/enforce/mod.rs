@@ -221,6 +221,11 @@ impl Enforcer {
         }
     }
 
+    /// Deletes reached records past their TTL ([`reached::ReachedSet::sweep`]); blocking.
+    pub fn sweep_reached(&self) -> usize {
+        self.reached.sweep()
+    }
+
     /// Whether `digest` was reached through a verified tag.
     pub async fn was_reached(&self, registry: &str, repository: &str, digest: &str) -> bool {
         self.reached

@@ -127,6 +127,41 @@ impl ReachedSet {
         }
         live
     }
+
+    /// Deletes the records that no longer count (last reached a TTL ago or more) and the
+    /// shard directories they leave empty, so `reached/` holds at most what was reached
+    /// within one TTL (PROXY-REVIEW D20). Blocking file-system work: run it off the async
+    /// threads. Returns how many records were deleted.
+    pub fn sweep(&self) -> usize {
+        sweep_dir(&self.dir, self.ttl, SystemTime::now())
+    }
+}
+
+fn sweep_dir(dir: &std::path::Path, ttl: Duration, now: SystemTime) -> usize {
+    let Ok(shards) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut deleted = 0;
+    for shard in shards.flatten() {
+        let path = shard.path();
+        let Ok(records) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for record in records.flatten() {
+            let expired = record
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|mtime| now.duration_since(mtime).is_ok_and(|age| age >= ttl))
+                // An unreadable mtime cannot make a record count (`contains`), so it goes too.
+                .unwrap_or(true);
+            if expired && std::fs::remove_file(record.path()).is_ok() {
+                deleted += 1;
+            }
+        }
+        // Fails (harmlessly) while records remain.
+        let _ = std::fs::remove_dir(&path);
+    }
+    deleted
 }
 
 #[cfg(test)]
@@ -168,6 +203,41 @@ mod tests {
         // And a restart sees the later reach too.
         let restarted = ReachedSet::new(dir.path().to_path_buf(), ttl);
         assert!(restarted.contains("r/x@sha256:1").await);
+    }
+
+    /// The sweep deletes what no longer counts and keeps what does: `reached/` stays bounded
+    /// by what was reached within one TTL.
+    #[tokio::test]
+    async fn the_sweep_deletes_expired_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_millis(1500);
+        let set = ReachedSet::new(dir.path().to_path_buf(), ttl);
+        set.mark("r/old@sha256:1".into()).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        set.mark("r/new@sha256:2".into()).await;
+        let files = |d: &std::path::Path| walk(d).into_iter().filter(|p| p.is_file()).count();
+        assert_eq!(files(dir.path()), 2);
+        assert_eq!(set.sweep(), 1, "one record is past its TTL");
+        assert_eq!(files(dir.path()), 1);
+        assert!(set.contains("r/new@sha256:2").await);
+        let restarted = ReachedSet::new(dir.path().to_path_buf(), ttl);
+        assert!(!restarted.contains("r/old@sha256:1").await);
+        assert!(restarted.contains("r/new@sha256:2").await);
+        // The emptied shard directory went with its last record.
+        let shards = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(shards, 1);
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
     }
 
     /// A record loaded from disk keeps its age: a restart never extends it.

@@ -21,6 +21,7 @@ pub mod coalesce;
 pub mod enforced;
 pub mod fill;
 pub mod listing;
+pub mod maintenance;
 pub mod manifest;
 pub mod ops;
 mod signature_io;
@@ -224,25 +225,23 @@ pub async fn handle<B>(
         Ok(id) => id.to_string(),
         Err(_) => "-".to_string(),
     };
-    let local = match identity {
-        Err(refusal) => Some(*refusal),
-        Ok(_) => local_endpoint(&state, &method, &path),
-    };
-    let resp = match local {
-        Some(r) => r,
-        None => {
-            registry_request(
-                &state,
-                &id,
-                &method,
-                &path,
-                query.as_deref(),
-                req.headers().clone(),
-                peer,
-                &mut upstream,
-            )
-            .await
-        }
+    let resp = match identity {
+        Err(refusal) => *refusal,
+        Ok(who) => match local_endpoint(&state, &method, &path) {
+            Some(r) => r,
+            None => {
+                let req_parts = RequestParts {
+                    id: &id,
+                    method: &method,
+                    path: &path,
+                    query: query.as_deref(),
+                    headers: req.headers().clone(),
+                    peer,
+                    identity: &who,
+                };
+                registry_request(&state, req_parts, &mut upstream).await
+            }
+        },
     };
     state.metrics.record_request(resp.status().as_u16());
     state
@@ -289,27 +288,66 @@ fn authenticate<B>(
         })
 }
 
+/// `[[client_auth.access]]`: an authenticated identity uses only the repositories an entry
+/// grants it. Checked on the routed request, before any policy or upstream work, so a
+/// refused identity learns nothing about the repository (not even whether it exists).
+fn check_access(
+    state: &AppState,
+    identity: &Identity,
+    route: &crate::registry::routes::Route,
+) -> Result<(), RegistryError> {
+    let (Some(auth), Some(repo)) = (&state.config.client_auth, route.endpoint.repo()) else {
+        return Ok(());
+    };
+    let registry = route.upstream_name.as_deref().unwrap_or_default();
+    if auth.may_use(identity, registry, &repo.to_string()) {
+        return Ok(());
+    }
+    Err(RegistryError::AccessDenied {
+        identity: identity.to_string(),
+        image: format!("{registry}/{repo}"),
+    })
+}
+
 /// Endpoints the proxy answers itself, outside the registry API ([`ops`]).
 fn local_endpoint(state: &AppState, method: &Method, path: &str) -> Option<Response<ProxyBody>> {
     ops::serve(state, method, path)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn registry_request(
-    state: &AppState,
-    id: &str,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
+/// One registry API request as it arrived, with who sent it.
+struct RequestParts<'a> {
+    id: &'a str,
+    method: &'a Method,
+    path: &'a str,
+    query: Option<&'a str>,
     headers: HeaderMap,
     peer: SocketAddr,
+    identity: &'a Identity,
+}
+
+async fn registry_request(
+    state: &AppState,
+    req: RequestParts<'_>,
     upstream: &mut String,
 ) -> Response<ProxyBody> {
+    let RequestParts {
+        id,
+        method,
+        path,
+        query,
+        headers,
+        peer,
+        identity,
+    } = req;
     match state.routes.route(method, path, query) {
         Err(e) => error_response(&e, method == Method::HEAD),
         Ok(route) => {
             if let Some(u) = &route.upstream_name {
                 *upstream = u.clone();
+            }
+            if let Err(e) = check_access(state, identity, &route) {
+                tracing::warn!(request_id = %id, error = %e, "request refused by client_auth.access");
+                return error_response(&e, method == Method::HEAD);
             }
             let ns = (route.routed_by == RoutedBy::Namespace)
                 .then(|| route.upstream_name.clone())

@@ -129,6 +129,8 @@ pub enum RegistryError {
     Unauthenticated {
         failure: crate::clientauth::AuthFailure,
     },
+    #[error("{identity} may not use {image}: no [[client_auth.access]] entry of this trustgate grants it")]
+    AccessDenied { identity: String, image: String },
 
     // ---- Upstream ----
     #[error("upstream {upstream} is unreachable (repository {repo})")]
@@ -263,6 +265,11 @@ impl RegistryError {
                 Downstream,
                 msg,
             ),
+            // Authenticated, but not for this repository: 403, so the client does not retry
+            // with other credentials of the same identity.
+            RegistryError::AccessDenied { .. } => {
+                (StatusCode::FORBIDDEN, OciCode::Denied, Downstream, msg)
+            }
             RegistryError::UpstreamUnreachable { .. } => {
                 (StatusCode::BAD_GATEWAY, OciCode::Unavailable, Upstream, msg)
             }

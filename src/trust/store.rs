@@ -214,7 +214,7 @@ impl StateStore {
                     .insert(gun.clone(), state.clone());
                 Ok(())
             }
-            StateStore::Dir { path: dir, .. } => {
+            StateStore::Dir { path: dir, legacy } => {
                 let path = Self::file_for(dir, gun);
                 let err = |reason: String| TrustError::Store {
                     gun: gun.clone(),
@@ -247,6 +247,15 @@ impl StateStore {
                 // Make the rename itself durable.
                 if let Ok(d) = std::fs::File::open(dir) {
                     let _ = d.sync_all();
+                }
+                // The GUN's legacy copies are never read again now that the directory has its
+                // file (`load` reads them only for a GUN it has none for), and what they held
+                // was merged in above: delete them, and a legacy directory they leave empty,
+                // so the old layout does not linger (PROXY-REVIEW D20).
+                for old in legacy {
+                    if std::fs::remove_file(Self::file_for(old, gun)).is_ok() {
+                        let _ = std::fs::remove_dir(old);
+                    }
                 }
                 Ok(())
             }
@@ -330,6 +339,49 @@ mod tests {
             store.load("example.com/other"),
             Err(TrustError::Store { .. })
         ));
+    }
+
+    /// A GUN's state moves out of the legacy layout at its first save, floors included, and
+    /// the legacy copy (never read again) is deleted; the legacy directory goes with its
+    /// last GUN (PROXY-REVIEW D20).
+    #[test]
+    fn the_first_save_moves_a_gun_out_of_the_legacy_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let (new_dir, old_dir) = (t.path().join("server"), t.path().join("legacy"));
+        let old = StateStore::dir(&old_dir).unwrap();
+        for gun in ["example.com/a", "example.com/b"] {
+            let mut s = TrustedState::new(gun);
+            s.raise_version("timestamp", 7);
+            old.save(&s).unwrap();
+        }
+        let store = StateStore::dir_with_legacy(&new_dir, vec![old_dir.clone()]).unwrap();
+        let a = store.load("example.com/a").unwrap().unwrap();
+        assert_eq!(
+            a.version("timestamp"),
+            Some(7),
+            "read from the legacy directory"
+        );
+
+        // A writer that knows less still cannot lower the legacy floor.
+        store.save(&TrustedState::new("example.com/a")).unwrap();
+        let a = store.load("example.com/a").unwrap().unwrap();
+        assert_eq!(a.version("timestamp"), Some(7));
+        assert!(StateStore::file_for(&new_dir, "example.com/a").exists());
+        assert!(!StateStore::file_for(&old_dir, "example.com/a").exists());
+        assert!(old_dir.exists(), "b still lives there");
+
+        store
+            .save(&store.load("example.com/b").unwrap().unwrap())
+            .unwrap();
+        assert!(!old_dir.exists(), "emptied legacy directory removed");
+        assert_eq!(
+            store
+                .load("example.com/b")
+                .unwrap()
+                .unwrap()
+                .version("timestamp"),
+            Some(7)
+        );
     }
 
     #[test]
