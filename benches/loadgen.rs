@@ -8,10 +8,13 @@
 //! counted and reported, and the script shows them next to the figures.
 //!
 //! ```text
-//! loadgen --url URL [--accept TYPE] [--requests N] [--concurrency C]
+//! loadgen --url URL | --urls FILE [--accept TYPE] [--requests N] [--concurrency C]
 //!         [--expect-digest sha256:...] [--expect-len BYTES] [--expect-sha256 HEX] [--max-secs S]
 //! loadgen --sha256-rate MIB   (prints the single-core SHA-256 rate of the sha2 crate)
 //! ```
+//!
+//! `--urls FILE` spreads the requests over the URLs in FILE (one a line, in turn), for loads
+//! of many distinct objects (the memory benchmark).
 //!
 //! Run without `--url` (as a plain `cargo bench` does) it only points at the script.
 
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 struct Args {
     url: String,
+    /// `--urls`: request `k` goes to `urls[k % len]` instead of `url`.
+    urls: Vec<String>,
     accept: Option<String>,
     requests: usize,
     concurrency: usize,
@@ -37,6 +42,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut url = None;
     let mut a = Args {
         url: String::new(),
+        urls: Vec::new(),
         accept: None,
         requests: 1000,
         concurrency: 16,
@@ -62,6 +68,18 @@ fn parse_args() -> Result<Option<Args>, String> {
         };
         match flag.as_str() {
             "--url" => url = Some(value),
+            "--urls" => {
+                let text = std::fs::read_to_string(&value).map_err(|e| format!("{value}: {e}"))?;
+                a.urls = text
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
+                if a.urls.is_empty() {
+                    return Err(format!("{value}: no URLs"));
+                }
+                url = Some(a.urls[0].clone());
+            }
             "--accept" => a.accept = Some(value),
             "--requests" => a.requests = num(&value)? as usize,
             "--concurrency" => a.concurrency = num(&value)?.max(1) as usize,
@@ -95,8 +113,13 @@ impl Tally {
     }
 }
 
-async fn one(client: &reqwest::Client, a: &Args) -> Result<u64, String> {
-    let mut req = client.get(&a.url);
+async fn one(client: &reqwest::Client, a: &Args, k: usize) -> Result<u64, String> {
+    let url = if a.urls.is_empty() {
+        &a.url
+    } else {
+        &a.urls[k % a.urls.len()]
+    };
+    let mut req = client.get(url);
     if let Some(accept) = &a.accept {
         req = req.header(reqwest::header::ACCEPT, accept);
     }
@@ -165,9 +188,13 @@ async fn run(a: Args) -> Result<(), String> {
         let (client, a, next) = (client.clone(), a.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let mut t = Tally::default();
-            while next.fetch_add(1, Ordering::Relaxed) < a.requests && Instant::now() < deadline {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= a.requests || Instant::now() >= deadline {
+                    break;
+                }
                 let t0 = Instant::now();
-                match one(&client, &a).await {
+                match one(&client, &a, k).await {
                     Ok(n) => {
                         t.latencies.push(t0.elapsed());
                         t.bytes += n;

@@ -23,14 +23,20 @@
 # Then the blob benchmark, scripts/bench-blobs.sh (issue 9: blob miss and hit against the peer
 # and the origin direct, the SHA-256 rate, concurrent cold GETs counted at the origin, peak
 # RSS; its knobs are in its header). BENCH_BLOBS=0 skips it; BENCH_ONLY=blobs runs only it.
+# Last the memory benchmark, scripts/bench-memory.sh (issue 8: peak RSS under a manifest and
+# blob load against the shipped Kubernetes limit). BENCH_MEMORY=0 skips it; BENCH_ONLY=memory
+# runs only it.
 #
 # Only 127.0.0.1 addresses; every process it starts is stopped by its pid on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${BENCH_ONLY:-}" = blobs ]; then
-  [ "${BENCH_SKIP_DEPS:-0}" = 1 ] || scripts/install-deps.sh >&2
-  exec scripts/bench-blobs.sh
-fi
+case ${BENCH_ONLY:-} in
+  blobs | memory)
+    [ "${BENCH_SKIP_DEPS:-0}" = 1 ] || scripts/install-deps.sh >&2
+    exec "scripts/bench-$BENCH_ONLY.sh" ;;
+  "") ;;
+  *) echo "bench.sh: BENCH_ONLY is blobs or memory, not $BENCH_ONLY" >&2; exit 2 ;;
+esac
 
 REQUESTS=${BENCH_REQUESTS:-5000}
 CONC=${BENCH_CONCURRENCY:-16}
@@ -441,4 +447,8 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "${BENCH_BLOBS:-1}" = 1 ]; then
   log "blob benchmark (scripts/bench-blobs.sh)"
   BENCH_SKIP_BUILD=1 scripts/bench-blobs.sh
+fi
+if [ "${BENCH_MEMORY:-1}" = 1 ]; then
+  log "memory benchmark (scripts/bench-memory.sh)"
+  BENCH_SKIP_BUILD=1 scripts/bench-memory.sh
 fi
