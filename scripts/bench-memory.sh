@@ -12,8 +12,8 @@
 # Load, all at once: BENCH_MEM_CONCURRENCY clients fetching the manifests by tag and by digest
 # in turn (BENCH_MEM_REQUESTS GETs), and BENCH_MEM_BLOB_CLIENTS clients streaming the blob,
 # cold. Figures: the server's peak RSS (VmHWM) against the memory limit in
-# deploy/kubernetes/deployment.yaml, the bound the configuration gives (memory_max_bytes +
-# max_buffered_bytes + 64 MiB, as the README sizes it), and the clients' errors (a 503 from
+# deploy/kubernetes/deployment.yaml, what it used beyond the two configured bounds
+# (memory_max_bytes + max_buffered_bytes: connections, runtime, allocator), and the clients' errors (a 503 from
 # the buffered-bytes budget is the designed answer to overload, so it is counted apart). It
 # prints each figure and whether the limit holds; it asserts nothing.
 #
@@ -46,7 +46,7 @@ awk '/^\[/ {keep = ($0 == "[cache]" || $0 == "[limits]")} keep' "$SHIPPED" > "$W
 conf_bytes() { awk -v k="$1" '$1 == k {print $3; exit}' "$WORK/shipped.toml"; }
 MEM_MAX=$(conf_bytes memory_max_bytes); BUF_MAX=$(conf_bytes max_buffered_bytes)
 [ -n "$MEM_MAX" ] && [ -n "$BUF_MAX" ] || die "$SHIPPED: memory_max_bytes or max_buffered_bytes missing"
-BOUND_MIB=$(( (MEM_MAX + BUF_MAX) / 1048576 + 64 ))
+BOUNDS_MIB=$(( (MEM_MAX + BUF_MAX) / 1048576 ))
 
 log "pushing $MANIFESTS manifests of $MANIFEST_KIB KiB and a $BLOB_MIB MiB blob to origin"
 random_file "$WORK/blob" "$BLOB_MIB" 3
@@ -102,7 +102,7 @@ holds() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo NO; fi; }
   echo "load: $MANIFESTS distinct manifests x $MANIFEST_KIB KiB by tag and digest, $REQUESTS GETs over $CONCURRENCY connections; $BLOB_CLIENTS x $BLOB_MIB MiB blob streams, cold, at the same time"
   printf '%-40s %10s  %-36s %s\n' figure trustgate goal holds
   printf '%-40s %10s  %-36s %s\n' "peak RSS (MiB)" "$RSS" "< $LIMIT_MIB MiB ($DEPLOYMENT limit)" "$(holds "$RSS < $LIMIT_MIB")"
-  printf '%-40s %10s  %-36s %s\n' "peak RSS vs the configured bound (MiB)" "$RSS" "< $BOUND_MIB MiB (caches + buffers + 64)" "$(holds "$RSS < $BOUND_MIB")"
+  printf '%-40s %10s  %-36s %s\n' "  beyond the configured bounds (MiB)" "$((RSS - BOUNDS_MIB))" "(bounds: $BOUNDS_MIB MiB)" ""
   printf '%-40s %10s  %-36s %s\n' "manifest GETs answered 200" "$(field ok "$MANIFEST_OUT")" "" ""
   printf '%-40s %10s  %-36s %s\n' "manifest GETs refused or failed" "$(field errors "$MANIFEST_OUT")" "" ""
   printf '%-40s %10s  %-36s %s\n' "blob streams complete" "$(field ok "$BLOB_OUT")" "all $BLOB_CLIENTS" "$(holds "$(field ok "$BLOB_OUT") == $BLOB_CLIENTS")"
