@@ -268,15 +268,17 @@ fn unknown_critical_header_from_the_conformance_vector_fails() {
 }
 
 #[test]
-fn the_specification_example_policy_loads_only_with_revocation_made_explicit() {
+fn the_specification_example_policy_loads_and_enforces_revocation() {
     let bytes = fixture("specifications/trustpolicy.example.oci.json");
-    let e = policy::parse("trustpolicy.oci.json", &bytes).unwrap_err();
-    assert!(e.to_string().starts_with("trustpolicy.oci.json: trustPolicies[0] (\"wabbit-networks-images\").signatureVerification.override.revocation: revocation checking"), "{e}");
-    // The same file with revocation skipped where the spec's example leaves it enforced.
-    let text = String::from_utf8(bytes).unwrap().replace(
-        "\"level\" : \"strict\" \n            }",
-        "\"level\" : \"strict\", \"override\": {\"revocation\": \"log\"} }",
+    // Its first statement is plain strict, which enforces revocation: the policy parses (as
+    // notation-go parses it); a verifier without crl_dir refuses it at load
+    // (tests/notation_revocation.rs `enforced_revocation_needs_crls_at_load`).
+    let p = policy::parse("trustpolicy.oci.json", &bytes).unwrap();
+    assert_eq!(
+        p.statements[0].action(trustgate::notation::Check::Revocation),
+        policy::Action::Enforce
     );
+    let text = String::from_utf8(bytes).unwrap();
     let p = policy::parse("trustpolicy.oci.json", text.as_bytes()).unwrap();
     assert_eq!(p.statements.len(), 4);
     assert_eq!(

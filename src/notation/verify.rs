@@ -13,6 +13,7 @@ use super::envelope::{self, SigningScheme};
 use super::policy::{
     Action, Identities, Level, Statement, StoreRef, StoreType, TrustPolicy, VerifyTimestamp,
 };
+use super::revocation::{self, CrlSet};
 use super::sigalg::{alg_for_key, verify as verify_sig};
 use super::truststore::{thumbprint, TrustStore};
 use super::{Check, TargetDescriptor};
@@ -28,6 +29,8 @@ pub struct Request<'a> {
     /// `registry/repository`, as the policy's `registryScopes` name it.
     pub scope: &'a str,
     pub now: OffsetDateTime,
+    /// The verifier's CRLs (`crl_dir`); `None`: revocation status is unknown.
+    pub crls: Option<&'a CrlSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,12 +241,18 @@ pub fn verify_signature(req: &Request<'_>) -> Result<Verified, Refusal> {
         }
     }
 
-    // Revocation: `enforce` never loads (policy.rs); `log` records that it was not checked.
-    if st.action(Check::Revocation) == Action::Log {
-        out.logged.push((
-            Check::Revocation,
-            "revocation (OCSP/CRL) was not checked: not supported yet".into(),
-        ));
+    // Revocation (verifier.go `verifyRevocation`): revoked or unknown both fail the check,
+    // which its action then enforces or logs. Without CRLs the status is unknown.
+    if st.action(Check::Revocation) != Action::Skip {
+        let result = match req.crls {
+            Some(crls) => revocation::check(&info.chain, info.signing_time, req.now, crls)
+                .map_err(revocation::Problem::message),
+            None => Err(
+                "revocation status is unknown: the verifier has no crl_dir (CRLs are read from files only, never fetched)"
+                    .to_string(),
+            ),
+        };
+        out.judge(Check::Revocation, result)?;
     }
     verified.logged = out.logged;
     Ok(verified)
