@@ -185,6 +185,10 @@ struct ReferrersRegistry {
     manifests: std::collections::HashMap<String, Vec<u8>>,
     blobs: std::collections::HashMap<String, Vec<u8>>,
     referrers: std::collections::HashMap<String, Vec<u8>>,
+    /// Pages after the first (`?page=1`, …), each linked from the one before.
+    later_pages: Vec<Vec<u8>>,
+    /// Every page links to one more.
+    endless: bool,
     referrer_calls: std::sync::atomic::AtomicUsize,
 }
 
@@ -221,28 +225,49 @@ impl trustgate::cosign::fetch::Registry for ReferrersRegistry {
     async fn referrers(
         &self,
         digest: &trustgate::registry::Digest,
-        _next: Option<&str>,
+        next: Option<&str>,
         _limit: u64,
     ) -> Result<trustgate::cosign::referrers::ReferrersPage, trustgate::cosign::fetch::FetchError>
     {
         self.referrer_calls
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec();
+        let page: usize = next
+            .and_then(|n| n.split_once("?page="))
+            .map(|(_, p)| p.parse().unwrap())
+            .unwrap_or(0);
+        let body = if page == 0 {
+            self.referrers
+                .get(&digest.to_string())
+                .cloned()
+                .unwrap_or(empty)
+        } else {
+            self.later_pages.get(page - 1).cloned().unwrap_or(empty)
+        };
+        let link = (self.endless || page < self.later_pages.len()).then(|| {
+            format!(
+                "</v2/team/app/referrers/{digest}?page={}>; rel=\"next\"",
+                page + 1
+            )
+        });
         Ok(trustgate::cosign::referrers::ReferrersPage {
-            body: bytes::Bytes::from(
-                self.referrers
-                    .get(&digest.to_string())
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec()
-                    }),
-            ),
-            link: None,
+            body: bytes::Bytes::from(body),
+            link,
         })
     }
 }
 
-#[tokio::test]
-async fn signatures_listed_by_the_referrers_api_are_found() {
+/// An image, a JWS signature of it by a leaf of "Corp Signing CA", and the registry holding
+/// both (no referrers listed yet); the enforcer trusts that CA for registry.example/team/app.
+struct ReferrersCase {
+    reg: ReferrersRegistry,
+    digest: String,
+    sig_entry: serde_json::Value,
+    enforcer: trustgate::enforce::Enforcer,
+    _dir: tempfile::TempDir,
+}
+
+fn referrers_case() -> ReferrersCase {
     let corp = ca("Corp Signing CA");
     let signer = leaf(&corp, LeafSpec::default());
     let print = trustgate::notation::truststore::thumbprint(corp.cert.der());
@@ -267,13 +292,6 @@ async fn signatures_listed_by_the_referrers_api_are_found() {
     for b in &sig.blobs {
         reg.blobs.insert(b.digest.clone(), b.bytes.clone());
     }
-    reg.referrers.insert(
-        digest.clone(),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [sig.entry],
-        }))
-        .unwrap(),
-    );
     let dir = support::tempdir();
     let cfg_dir = notation_config(
         dir.path(),
@@ -294,15 +312,124 @@ async fn signatures_listed_by_the_referrers_api_are_found() {
         trustgate::cache::TagCacheSettings::default(),
         std::sync::Arc::new(trustgate::metrics::Metrics::new()),
     );
-    let (_, verdict) = enforcer
-        .tag("registry.example", "team/app", "v1", &reg)
+    ReferrersCase {
+        reg,
+        digest,
+        sig_entry: sig.entry,
+        enforcer,
+        _dir: dir,
+    }
+}
+
+fn index_of(entries: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
+    }))
+    .unwrap()
+}
+
+/// An unrelated referrer (an SBOM, say), as page fillers.
+fn sbom_entry(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": support::registry::OCI_MANIFEST,
+        "digest": format!("sha256:{:064x}", i),
+        "size": 500,
+        "artifactType": "application/spdx+json",
+    })
+}
+
+#[tokio::test]
+async fn a_signature_on_a_later_referrers_page_is_found() {
+    let mut c = referrers_case();
+    c.reg.referrers.insert(
+        c.digest.clone(),
+        index_of(&(0..3).map(sbom_entry).collect::<Vec<_>>()),
+    );
+    c.reg.later_pages = vec![
+        index_of(&(3..6).map(sbom_entry).collect::<Vec<_>>()),
+        index_of(&[sbom_entry(6), c.sig_entry.clone()]),
+    ];
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
         .await;
     match verdict {
-        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), digest),
+        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), c.digest),
+        other => panic!("the signature on page 2 was not found: {other:?}"),
+    }
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[tokio::test]
+async fn endless_referrers_pagination_is_refused_with_a_bound() {
+    let mut c = referrers_case();
+    // The signature is on the first page, but the listing never ends: the listing is
+    // refused as a whole (which page a hostile registry puts it on must not matter).
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    c.reg.endless = true;
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        !matches!(verdict, trustgate::policy::TagVerdict::Signed(..)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the referrers listing of")
+            && msg.contains("the listing has more than 8 pages"),
+        "{msg}"
+    );
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        8
+    );
+    // Too many entries over the pages is refused the same way.
+    let mut c = referrers_case();
+    c.reg.referrers.insert(
+        c.digest.clone(),
+        index_of(&(0..300).map(sbom_entry).collect::<Vec<_>>()),
+    );
+    c.reg.later_pages = vec![index_of(&(300..600).map(sbom_entry).collect::<Vec<_>>())];
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        msg.contains("the listing has more than 512 entries"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn signatures_listed_by_the_referrers_api_are_found() {
+    let mut c = referrers_case();
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    match verdict {
+        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), c.digest),
         other => panic!("the referrers-listed signature was not found: {other:?}"),
     }
     assert_eq!(
-        reg.referrer_calls.load(std::sync::atomic::Ordering::SeqCst),
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
         1
     );
 }
