@@ -99,10 +99,25 @@ impl Enforcer {
         };
         let scope = format!("{registry}/{repository}");
         let config = v.config();
+        // What would have vouched, for every "not signed" message: the statement that
+        // applies and its stores (a client shows the refusal text to the person pulling).
+        let (statement, stores) = match config.policy.applicable(&scope) {
+            Ok(st) => (
+                format!("trust policy statement {:?}", st.name),
+                st.trust_stores
+                    .iter()
+                    .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Err(e) => (e, String::new()),
+        };
         let not_signed = |detail: String| {
             refuse(
                 DecisionReason::TagNotSigned,
-                format!("tag {tag}: no Notation signature for {digest_s} {detail}"),
+                format!(
+                    "tag {tag}: no Notation signature for {digest_s} {detail}; expected one that {statement} accepts (trust stores [{stores}])"
+                ),
                 false,
             )
         };
@@ -162,18 +177,10 @@ impl Enforcer {
             }
         }
         if found.is_empty() {
-            let stores = match config.policy.applicable(&scope) {
-                Ok(st) => st
-                    .trust_stores
-                    .iter()
-                    .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Err(e) => e,
-            };
-            return Err(not_signed(format!(
-                "(no signature in the referrers index is by a certificate of the trust stores that apply: [{stores}])"
-            )));
+            return Err(not_signed(
+                "(no signature in the referrers index names a certificate of those trust stores)"
+                    .into(),
+            ));
         }
         let now = OffsetDateTime::now_utc();
         let mut why = Vec::new();
