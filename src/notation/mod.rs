@@ -13,9 +13,11 @@
 //! Revocation is checked against CRL files the operator provides ([`revocation`]), never
 //! fetched; OCSP is not used.
 //!
-//! Not yet supported, and refused rather than allowed: RFC 3161 timestamp countersignature
-//! verification (a signature that needs one is refused), verification plugins (their
-//! critical headers fail the signature, as the spec requires of a verifier without plugins).
+//! RFC 3161 timestamp countersignatures are verified against the statement's `tsa` stores
+//! ([`timestamp`]).
+//!
+//! Not yet supported, and refused rather than allowed: verification plugins (their critical
+//! headers fail the signature, as the spec requires of a verifier without plugins), OCSP.
 
 pub mod certs;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod envelope;
 pub mod policy;
 pub mod revocation;
 pub mod sigalg;
+pub mod timestamp;
 pub mod truststore;
 pub mod verify;
 
