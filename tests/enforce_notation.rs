@@ -8,7 +8,7 @@
 mod notation_common;
 mod support;
 
-use notation_common::{ca, cose, jws, leaf, payload_for, Headers, LeafSpec};
+use notation_common::{ca, cose, crl, jws, leaf, payload_for, serial_of, Headers, LeafSpec};
 use support::notation::push_signature;
 use support::registry::{proxy_config, skopeo_copy, Pusher, Registry, TestProxy, OCI_INDEX};
 use trustgate::notation::discover;
@@ -268,6 +268,12 @@ struct ReferrersCase {
 }
 
 fn referrers_case() -> ReferrersCase {
+    referrers_case_with(None)
+}
+
+/// With `Some(revoked)`: the statement enforces revocation (plain strict) and the verifier's
+/// `crl_dir` holds the CA's CRL, listing the signing leaf when `revoked`.
+fn referrers_case_with(with_crl: Option<bool>) -> ReferrersCase {
     let corp = ca("Corp Signing CA");
     let signer = leaf(&corp, LeafSpec::default());
     let print = trustgate::notation::truststore::thumbprint(corp.cert.der());
@@ -298,9 +304,38 @@ fn referrers_case() -> ReferrersCase {
         "\"registry.example/team/app\"",
         &corp.cert.pem(),
     );
+    let mut crl_dir = String::new();
+    if let Some(revoked) = with_crl {
+        let tp = cfg_dir.join("trustpolicy.oci.json");
+        let text = std::fs::read_to_string(&tp).unwrap();
+        std::fs::write(
+            &tp,
+            text.replace(r#","override":{"revocation":"skip"}"#, ""),
+        )
+        .unwrap();
+        let crls = dir.path().join("crls");
+        std::fs::create_dir(&crls).unwrap();
+        let listed = if revoked {
+            vec![serial_of(&signer.chain[0])]
+        } else {
+            vec![]
+        };
+        let now = time::OffsetDateTime::now_utc();
+        std::fs::write(
+            crls.join("corp.crl"),
+            crl(
+                &corp,
+                &listed,
+                now - time::Duration::hours(1),
+                now + time::Duration::days(1),
+            ),
+        )
+        .unwrap();
+        crl_dir = format!("crl_dir = {:?}\n", crls.display().to_string());
+    }
     let policy = trustgate::policy::Policy::from_str(
         &format!(
-            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
+            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n{crl_dir}[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
             cfg_dir.display().to_string()
         ),
         "p.toml",
@@ -432,4 +467,31 @@ async fn signatures_listed_by_the_referrers_api_are_found() {
             .load(std::sync::atomic::Ordering::SeqCst),
         1
     );
+}
+
+#[tokio::test]
+async fn a_revoked_signer_is_refused_through_the_enforcer() {
+    for revoked in [false, true] {
+        let mut c = referrers_case_with(Some(revoked));
+        c.reg
+            .referrers
+            .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+        let (_, verdict) = c
+            .enforcer
+            .tag("registry.example", "team/app", "v1", &c.reg)
+            .await;
+        let msg = format!("{verdict:?}");
+        match (revoked, verdict) {
+            (false, trustgate::policy::TagVerdict::Signed(_, proof)) => {
+                assert_eq!(proof.digest(), c.digest)
+            }
+            (true, v) if !matches!(v, trustgate::policy::TagVerdict::Signed(..)) => assert!(
+                msg.contains("(revocation)")
+                    && msg.contains("is revoked")
+                    && msg.contains("corp.crl"),
+                "{msg}"
+            ),
+            (_, _) => panic!("revoked = {revoked}: {msg}"),
+        }
+    }
 }
