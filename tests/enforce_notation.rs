@@ -495,3 +495,29 @@ async fn a_revoked_signer_is_refused_through_the_enforcer() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_repository_no_statement_covers_is_refused_without_reading_signatures() {
+    let mut c = referrers_case();
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/elsewhere", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        msg.contains("no Notation signature can vouch for")
+            && msg.contains(
+                "no trust policy statement applies to \\\"registry.example/team/elsewhere\\\""
+            ),
+        "{msg}"
+    );
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}

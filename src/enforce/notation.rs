@@ -101,17 +101,22 @@ impl Enforcer {
         let config = v.config();
         // What would have vouched, for every "not signed" message: the statement that
         // applies and its stores (a client shows the refusal text to the person pulling).
-        let (statement, stores) = match config.policy.applicable(&scope) {
-            Ok(st) => (
-                format!("trust policy statement {:?}", st.name),
-                st.trust_stores
-                    .iter()
-                    .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-            Err(e) => (e, String::new()),
-        };
+        // Without a statement nothing can verify (oci.go `GetApplicableTrustPolicy`): say so
+        // rather than list signatures.
+        let st = config.policy.applicable(&scope).map_err(|e| {
+            refuse(
+                DecisionReason::TagNotSigned,
+                format!("tag {tag}: no Notation signature can vouch for {digest_s}: {e}"),
+                false,
+            )
+        })?;
+        let statement = format!("trust policy statement {:?}", st.name);
+        let stores = st
+            .trust_stores
+            .iter()
+            .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         let not_signed = |detail: String| {
             refuse(
                 DecisionReason::TagNotSigned,

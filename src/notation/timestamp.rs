@@ -56,6 +56,8 @@ const MAX_TOKEN_BYTES: usize = 64 * 1024;
 #[derive(der::Sequence)]
 struct SigningCertificateV2 {
     certs: Vec<EssCertIdV2>,
+    /// Decoded for the structure's sake; tspclient-go does not use it either.
+    #[allow(dead_code)]
     #[asn1(optional = "true")]
     policies: Option<der::Any>,
 }
@@ -67,6 +69,8 @@ struct EssCertIdV2 {
     #[asn1(optional = "true")]
     hash_algorithm: Option<AlgorithmIdentifierOwned>,
     cert_hash: OctetString,
+    /// Not needed: the certificate is found by the SignerInfo's `sid`, and `certHash` binds it.
+    #[allow(dead_code)]
     #[asn1(optional = "true")]
     issuer_serial: Option<der::Any>,
 }
@@ -298,8 +302,6 @@ fn signer(
             "signingCertificateV2 does not name the certificate {subject:?} that signed"
         ));
     }
-    let _ = &scv2.policies;
-    let _ = &first.issuer_serial;
     let attrs_der = si
         .signed_attrs
         .as_ref()
