@@ -5,8 +5,9 @@
 # `docker trust sign` does underneath) and an unsigned one (demo/unsigned:1.0), then starts
 # trustgate on its embedded default and pulls both through it with skopeo: the signed tag is
 # rewritten to its signed digest, the unsigned one refused. Then the migration: a second
-# trustgate, whose policy accepts DCT or a cosign signature (any_of), serves a cosign-signed
-# image by its digest, the DCT-signed one as before, and still refuses the unsigned one.
+# trustgate, whose policy accepts DCT, a cosign or a Notation signature (any_of), serves a
+# cosign-signed and a Notation-signed image by their digests, the DCT-signed one as before,
+# and still refuses the unsigned one.
 #
 # Everything listens on loopback only. On exit (success, failure or Ctrl-C) it stops exactly
 # the processes it started, by pid, and removes its temporary directory.
@@ -97,6 +98,21 @@ push_image() {
     --data-binary "@$work/manifest.json" "http://$REGISTRY/v2/$repo/manifests/$tag" >/dev/null
   echo "sha256:$(sha256sum "$work/manifest.json" | cut -d' ' -f1)"
 }
+
+# push_blob REPO FILE: uploads FILE as a blob (monolithic upload) and prints its digest.
+push_blob() {
+  local dig loc
+  dig=$(sha256sum "$2" | cut -d' ' -f1)
+  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$REGISTRY/v2/$1/blobs/uploads/" \
+        | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case $loc in http*) ;; *) loc="http://$REGISTRY$loc" ;; esac
+  case $loc in *\?*) loc="$loc&digest=sha256:$dig" ;; *) loc="$loc?digest=sha256:$dig" ;; esac
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$2" "$loc" >/dev/null
+  echo "sha256:$dig"
+}
+
+# b64url: base64url without padding (JWS), of stdin.
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
 # ---------------------------------------------------------------------------------------------
 say "Installing dependencies (scripts/install-deps.sh) and building trustgate"
@@ -211,7 +227,7 @@ curl -sS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
   -w '\n    (HTTP %{http_code})\n' "http://$TRUSTGATE_ADDR/v2/demo/unsigned/manifests/1.0" | sed 's/^/    /'
 
 # ---------------------------------------------------------------------------------------------
-say "Migrating to Sigstore cosign: one policy that accepts DCT or cosign (any_of)"
+say "Migrating to Sigstore cosign or Notation: one policy that accepts DCT, cosign or Notation (any_of)"
 info "Docker Content Trust is being retired; a scope can accept either signature while it moves."
 # A cosign key pair and a signature in cosign's simple-signing format, made with openssl (what
 # `cosign generate-key-pair` and `cosign sign --key` produce: an ECDSA P-256 key, a DER
@@ -241,6 +257,67 @@ curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
   "http://$REGISTRY/v2/demo/cosigned/manifests/sha256-${COSIGNED_DIGEST#sha256:}.sig" >/dev/null
 info "signed with the cosign key: tag sha256-${COSIGNED_DIGEST#sha256:}.sig"
 
+# A Notation signature, made with openssl as `notation sign` makes it for a registry without
+# the referrers API: a code-signing leaf under a CA, a JWS envelope (PS256) over the payload
+# naming the manifest, a signature manifest whose subject is the image, and the index listing
+# it under the tag sha256-<hex> (the distribution spec's tag-schema fallback).
+N="$WORK/notation-keys"; mkdir -p "$N"
+openssl req -new -newkey rsa:2048 -nodes -keyout "$N/ca.key" -out "$N/ca.csr" \
+  -subj "/C=US/ST=WA/O=trustgate demo/CN=Demo Notation CA" 2>/dev/null
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' > "$N/ca.ext"
+openssl x509 -req -in "$N/ca.csr" -signkey "$N/ca.key" -days 30 -extfile "$N/ca.ext" -out "$N/ca.crt" 2>/dev/null
+openssl req -new -newkey rsa:2048 -nodes -keyout "$N/leaf.key" -out "$N/leaf.csr" \
+  -subj "/C=US/ST=WA/O=trustgate demo/CN=demo signer" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nauthorityKeyIdentifier=keyid\n' > "$N/leaf.ext"
+openssl x509 -req -in "$N/leaf.csr" -CA "$N/ca.crt" -CAkey "$N/ca.key" -CAcreateserial -days 7 \
+  -extfile "$N/leaf.ext" -out "$N/leaf.crt" 2>/dev/null
+NOTATION_DIGEST=$(push_image demo/notation 1.0)
+NOTATION_SIZE=$(stat -c %s "$WORK/images/demo/notation/1.0/manifest.json")
+info "$REGISTRY/demo/notation:1.0  $NOTATION_DIGEST (no DCT trust data, no cosign signature)"
+printf '{"targetArtifact":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"%s","size":%s}}' \
+  "$NOTATION_DIGEST" "$NOTATION_SIZE" > "$N/payload.json"
+printf '{"alg":"PS256","crit":["io.cncf.notary.signingScheme"],"cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"%s"}' \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$N/protected.json"
+PROTECTED_B64=$(b64url < "$N/protected.json")
+PAYLOAD_B64=$(b64url < "$N/payload.json")
+printf '%s.%s' "$PROTECTED_B64" "$PAYLOAD_B64" \
+  | openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 -sign "$N/leaf.key" > "$N/signature.bin"
+printf '{"payload":"%s","protected":"%s","header":{"x5c":["%s","%s"],"io.cncf.notary.signingAgent":"trustgate demo (openssl)"},"signature":"%s"}' \
+  "$PAYLOAD_B64" "$PROTECTED_B64" \
+  "$(openssl x509 -in "$N/leaf.crt" -outform DER | base64 -w0)" \
+  "$(openssl x509 -in "$N/ca.crt" -outform DER | base64 -w0)" \
+  "$(b64url < "$N/signature.bin")" > "$N/envelope.jws"
+printf '{}' > "$N/empty.json"
+EMPTY_DIGEST=$(push_blob demo/notation "$N/empty.json")
+ENVELOPE_DIGEST=$(push_blob demo/notation "$N/envelope.jws")
+# The annotation is a JSON array in a string: the SHA-256 of each certificate of the chain.
+THUMBPRINTS=$(printf '[\\"%s\\",\\"%s\\"]' \
+  "$(openssl x509 -in "$N/leaf.crt" -outform DER | sha256sum | cut -d' ' -f1)" \
+  "$(openssl x509 -in "$N/ca.crt" -outform DER | sha256sum | cut -d' ' -f1)")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.cncf.notary.signature","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/jose+json","digest":"%s","size":%s}],"subject":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"%s","size":%s},"annotations":{"io.cncf.notary.x509chain.thumbprint#S256":"%s"}}' \
+  "$EMPTY_DIGEST" "$ENVELOPE_DIGEST" "$(stat -c %s "$N/envelope.jws")" "$NOTATION_DIGEST" "$NOTATION_SIZE" \
+  "$THUMBPRINTS" > "$N/sig-manifest.json"
+SIG_DIGEST="sha256:$(sha256sum "$N/sig-manifest.json" | cut -d' ' -f1)"
+curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$N/sig-manifest.json" "http://$REGISTRY/v2/demo/notation/manifests/$SIG_DIGEST" >/dev/null
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"artifactType":"application/vnd.cncf.notary.signature","annotations":{"io.cncf.notary.x509chain.thumbprint#S256":"%s"}}]}' \
+  "$SIG_DIGEST" "$(stat -c %s "$N/sig-manifest.json")" "$THUMBPRINTS" > "$N/index.json"
+curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+  --data-binary "@$N/index.json" \
+  "http://$REGISTRY/v2/demo/notation/manifests/sha256-${NOTATION_DIGEST#sha256:}" >/dev/null
+info "signed with Notation (JWS, notary.x509): $SIG_DIGEST, listed under sha256-${NOTATION_DIGEST#sha256:}"
+# The Notation CLI's configuration directory, as `notation cert add` and a trust policy file
+# leave it.
+mkdir -p "$WORK/notation/truststore/x509/ca/demo"
+cp "$N/ca.crt" "$WORK/notation/truststore/x509/ca/demo/"
+cat > "$WORK/notation/trustpolicy.oci.json" <<EOF
+{"version": "1.0", "trustPolicies": [{
+  "name": "demo-images", "registryScopes": ["$REGISTRY/demo/notation"],
+  "signatureVerification": {"level": "strict", "override": {"revocation": "skip"}},
+  "trustStores": ["ca:demo"],
+  "trustedIdentities": ["x509.subject: C=US, ST=WA, O=trustgate demo"]}]}
+EOF
+
 cat > "$WORK/migration-policy.toml" <<EOF
 version = 1
 [trust_servers.local]
@@ -255,11 +332,15 @@ type = "cosign"
 keys = ["$WORK/cosign.pub"]
 tlog = false
 
+[verifiers.corp]
+type = "notation"
+config_dir = "$WORK/notation"
+
 [[rules]]
-name = "demo, migrating from DCT to cosign"
+name = "demo, migrating from DCT to cosign or Notation"
 scope = "$REGISTRY/demo/**"
 require = "signed"
-signed_by = { any_of = ["dct", "release"] }
+signed_by = { any_of = ["dct", "release", "corp"] }
 
 [default]
 require = "reject"
@@ -278,7 +359,7 @@ port_free 127.0.0.1:5002 || die "127.0.0.1:5002 is already in use"
 "$TRUSTGATE" serve --config "$WORK/migration.toml" > "$WORK/trustgate-migration.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:5002/readyz" trustgate-migration "${PIDS[-1]}"
-for image in demo/cosigned demo/signed; do
+for image in demo/cosigned demo/notation demo/signed; do
   skopeo --insecure-policy copy --src-tls-verify=false \
     "docker://127.0.0.1:5002/$image:1.0" "dir:$WORK/pulled-m-${image#demo/}" > "$WORK/skopeo-m.log" 2>&1 \
     || { cat "$WORK/skopeo-m.log"; die "$image:1.0 was refused under any_of"; }
@@ -286,14 +367,17 @@ for image in demo/cosigned demo/signed; do
 done
 GOT_C="sha256:$(sha256sum "$WORK/pulled-m-cosigned/manifest.json" | cut -d' ' -f1)"
 [ "$GOT_C" = "$COSIGNED_DIGEST" ] || die "expected the cosign-signed digest $COSIGNED_DIGEST"
+GOT_N="sha256:$(sha256sum "$WORK/pulled-m-notation/manifest.json" | cut -d' ' -f1)"
+[ "$GOT_N" = "$NOTATION_DIGEST" ] || die "expected the Notation-signed digest $NOTATION_DIGEST"
 GOT_S="sha256:$(sha256sum "$WORK/pulled-m-signed/manifest.json" | cut -d' ' -f1)"
 [ "$GOT_S" = "$SIGNED_DIGEST" ] || die "expected the DCT-signed digest $SIGNED_DIGEST"
-info "(demo/cosigned by its cosign signature; demo/signed by DCT, still as its signed digest)"
+info "(demo/cosigned by its cosign signature, demo/notation by its Notation signature;"
+info " demo/signed by DCT, still as its signed digest)"
 if skopeo --insecure-policy copy --retry-times 0 --src-tls-verify=false \
      "docker://127.0.0.1:5002/demo/unsigned:1.0" "dir:$WORK/pulled-m-unsigned" 2>/dev/null; then
   die "the unsigned tag was served under any_of"
 fi
-info "demo/unsigned:1.0 refused by both verifiers:"
+info "demo/unsigned:1.0 refused by all three verifiers:"
 curl -sS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
   -w '\n    (HTTP %{http_code})\n' "http://127.0.0.1:5002/v2/demo/unsigned/manifests/1.0" | sed 's/^/    /'
 

@@ -8,7 +8,7 @@
 mod notation_common;
 mod support;
 
-use notation_common::{ca, cose, jws, leaf, payload_for, Headers, LeafSpec};
+use notation_common::{ca, cose, crl, jws, leaf, payload_for, serial_of, Headers, LeafSpec};
 use support::notation::push_signature;
 use support::registry::{proxy_config, skopeo_copy, Pusher, Registry, TestProxy, OCI_INDEX};
 use trustgate::notation::discover;
@@ -185,6 +185,10 @@ struct ReferrersRegistry {
     manifests: std::collections::HashMap<String, Vec<u8>>,
     blobs: std::collections::HashMap<String, Vec<u8>>,
     referrers: std::collections::HashMap<String, Vec<u8>>,
+    /// Pages after the first (`?page=1`, …), each linked from the one before.
+    later_pages: Vec<Vec<u8>>,
+    /// Every page links to one more.
+    endless: bool,
     referrer_calls: std::sync::atomic::AtomicUsize,
 }
 
@@ -221,28 +225,55 @@ impl trustgate::cosign::fetch::Registry for ReferrersRegistry {
     async fn referrers(
         &self,
         digest: &trustgate::registry::Digest,
-        _next: Option<&str>,
+        next: Option<&str>,
         _limit: u64,
     ) -> Result<trustgate::cosign::referrers::ReferrersPage, trustgate::cosign::fetch::FetchError>
     {
         self.referrer_calls
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let empty = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec();
+        let page: usize = next
+            .and_then(|n| n.split_once("?page="))
+            .map(|(_, p)| p.parse().unwrap())
+            .unwrap_or(0);
+        let body = if page == 0 {
+            self.referrers
+                .get(&digest.to_string())
+                .cloned()
+                .unwrap_or(empty)
+        } else {
+            self.later_pages.get(page - 1).cloned().unwrap_or(empty)
+        };
+        let link = (self.endless || page < self.later_pages.len()).then(|| {
+            format!(
+                "</v2/team/app/referrers/{digest}?page={}>; rel=\"next\"",
+                page + 1
+            )
+        });
         Ok(trustgate::cosign::referrers::ReferrersPage {
-            body: bytes::Bytes::from(
-                self.referrers
-                    .get(&digest.to_string())
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec()
-                    }),
-            ),
-            link: None,
+            body: bytes::Bytes::from(body),
+            link,
         })
     }
 }
 
-#[tokio::test]
-async fn signatures_listed_by_the_referrers_api_are_found() {
+/// An image, a JWS signature of it by a leaf of "Corp Signing CA", and the registry holding
+/// both (no referrers listed yet); the enforcer trusts that CA for registry.example/team/app.
+struct ReferrersCase {
+    reg: ReferrersRegistry,
+    digest: String,
+    sig_entry: serde_json::Value,
+    enforcer: trustgate::enforce::Enforcer,
+    _dir: tempfile::TempDir,
+}
+
+fn referrers_case() -> ReferrersCase {
+    referrers_case_with(None)
+}
+
+/// With `Some(revoked)`: the statement enforces revocation (plain strict) and the verifier's
+/// `crl_dir` holds the CA's CRL, listing the signing leaf when `revoked`.
+fn referrers_case_with(with_crl: Option<bool>) -> ReferrersCase {
     let corp = ca("Corp Signing CA");
     let signer = leaf(&corp, LeafSpec::default());
     let print = trustgate::notation::truststore::thumbprint(corp.cert.der());
@@ -267,22 +298,44 @@ async fn signatures_listed_by_the_referrers_api_are_found() {
     for b in &sig.blobs {
         reg.blobs.insert(b.digest.clone(), b.bytes.clone());
     }
-    reg.referrers.insert(
-        digest.clone(),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [sig.entry],
-        }))
-        .unwrap(),
-    );
     let dir = support::tempdir();
     let cfg_dir = notation_config(
         dir.path(),
         "\"registry.example/team/app\"",
         &corp.cert.pem(),
     );
+    let mut crl_dir = String::new();
+    if let Some(revoked) = with_crl {
+        let tp = cfg_dir.join("trustpolicy.oci.json");
+        let text = std::fs::read_to_string(&tp).unwrap();
+        std::fs::write(
+            &tp,
+            text.replace(r#","override":{"revocation":"skip"}"#, ""),
+        )
+        .unwrap();
+        let crls = dir.path().join("crls");
+        std::fs::create_dir(&crls).unwrap();
+        let listed = if revoked {
+            vec![serial_of(&signer.chain[0])]
+        } else {
+            vec![]
+        };
+        let now = time::OffsetDateTime::now_utc();
+        std::fs::write(
+            crls.join("corp.crl"),
+            crl(
+                &corp,
+                &listed,
+                now - time::Duration::hours(1),
+                now + time::Duration::days(1),
+            ),
+        )
+        .unwrap();
+        crl_dir = format!("crl_dir = {:?}\n", crls.display().to_string());
+    }
     let policy = trustgate::policy::Policy::from_str(
         &format!(
-            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
+            "version = 1\n[verifiers.corp]\ntype = \"notation\"\nconfig_dir = {:?}\n{crl_dir}[default]\nrequire = \"signed\"\nsigned_by = \"corp\"\n",
             cfg_dir.display().to_string()
         ),
         "p.toml",
@@ -294,15 +347,177 @@ async fn signatures_listed_by_the_referrers_api_are_found() {
         trustgate::cache::TagCacheSettings::default(),
         std::sync::Arc::new(trustgate::metrics::Metrics::new()),
     );
-    let (_, verdict) = enforcer
-        .tag("registry.example", "team/app", "v1", &reg)
+    ReferrersCase {
+        reg,
+        digest,
+        sig_entry: sig.entry,
+        enforcer,
+        _dir: dir,
+    }
+}
+
+fn index_of(entries: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
+    }))
+    .unwrap()
+}
+
+/// An unrelated referrer (an SBOM, say), as page fillers.
+fn sbom_entry(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "mediaType": support::registry::OCI_MANIFEST,
+        "digest": format!("sha256:{:064x}", i),
+        "size": 500,
+        "artifactType": "application/spdx+json",
+    })
+}
+
+#[tokio::test]
+async fn a_signature_on_a_later_referrers_page_is_found() {
+    let mut c = referrers_case();
+    c.reg.referrers.insert(
+        c.digest.clone(),
+        index_of(&(0..3).map(sbom_entry).collect::<Vec<_>>()),
+    );
+    c.reg.later_pages = vec![
+        index_of(&(3..6).map(sbom_entry).collect::<Vec<_>>()),
+        index_of(&[sbom_entry(6), c.sig_entry.clone()]),
+    ];
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
         .await;
     match verdict {
-        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), digest),
+        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), c.digest),
+        other => panic!("the signature on page 2 was not found: {other:?}"),
+    }
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[tokio::test]
+async fn endless_referrers_pagination_is_refused_with_a_bound() {
+    let mut c = referrers_case();
+    // The signature is on the first page, but the listing never ends: the listing is
+    // refused as a whole (which page a hostile registry puts it on must not matter).
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    c.reg.endless = true;
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        !matches!(verdict, trustgate::policy::TagVerdict::Signed(..)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the referrers listing of")
+            && msg.contains("the listing has more than 8 pages"),
+        "{msg}"
+    );
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        8
+    );
+    // Too many entries over the pages is refused the same way.
+    let mut c = referrers_case();
+    c.reg.referrers.insert(
+        c.digest.clone(),
+        index_of(&(0..300).map(sbom_entry).collect::<Vec<_>>()),
+    );
+    c.reg.later_pages = vec![index_of(&(300..600).map(sbom_entry).collect::<Vec<_>>())];
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        msg.contains("the listing has more than 512 entries"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn signatures_listed_by_the_referrers_api_are_found() {
+    let mut c = referrers_case();
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/app", "v1", &c.reg)
+        .await;
+    match verdict {
+        trustgate::policy::TagVerdict::Signed(_, proof) => assert_eq!(proof.digest(), c.digest),
         other => panic!("the referrers-listed signature was not found: {other:?}"),
     }
     assert_eq!(
-        reg.referrer_calls.load(std::sync::atomic::Ordering::SeqCst),
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
         1
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_signer_is_refused_through_the_enforcer() {
+    for revoked in [false, true] {
+        let mut c = referrers_case_with(Some(revoked));
+        c.reg
+            .referrers
+            .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+        let (_, verdict) = c
+            .enforcer
+            .tag("registry.example", "team/app", "v1", &c.reg)
+            .await;
+        let msg = format!("{verdict:?}");
+        match (revoked, verdict) {
+            (false, trustgate::policy::TagVerdict::Signed(_, proof)) => {
+                assert_eq!(proof.digest(), c.digest)
+            }
+            (true, v) if !matches!(v, trustgate::policy::TagVerdict::Signed(..)) => assert!(
+                msg.contains("(revocation)")
+                    && msg.contains("is revoked")
+                    && msg.contains("corp.crl"),
+                "{msg}"
+            ),
+            (_, _) => panic!("revoked = {revoked}: {msg}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_repository_no_statement_covers_is_refused_without_reading_signatures() {
+    let mut c = referrers_case();
+    c.reg
+        .referrers
+        .insert(c.digest.clone(), index_of(&[c.sig_entry.clone()]));
+    let (_, verdict) = c
+        .enforcer
+        .tag("registry.example", "team/elsewhere", "v1", &c.reg)
+        .await;
+    let msg = format!("{verdict:?}");
+    assert!(
+        msg.contains("no Notation signature can vouch for")
+            && msg.contains(
+                "no trust policy statement applies to \\\"registry.example/team/elsewhere\\\""
+            ),
+        "{msg}"
+    );
+    assert_eq!(
+        c.reg
+            .referrer_calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
     );
 }

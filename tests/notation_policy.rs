@@ -31,8 +31,6 @@ fn policy_errors_name_the_file_statement_and_field() {
         (one(&OK.replace("\"strict\"", "\"stric\"")), "trustPolicies[0] (\"a\").signatureVerification.level: \"stric\""),
         (one(&OK.replace(r#""revocation":"skip""#, r#""revocation":"skip","integrity":"log""#)), ".signatureVerification.override.integrity: integrity cannot be overridden"),
         (one(&OK.replace(r#""revocation":"skip""#, r#""revocation":"skip","expiry":"skip""#)), "override.expiry: expiry cannot be skipped"),
-        (one(&OK.replace(r#""revocation":"skip""#, r#""revocation":"enforce""#)), "override.revocation: revocation checking (OCSP/CRL) is not supported yet"),
-        (one(&OK.replace(r#","override":{"revocation":"skip"}"#, "")), "is not supported yet; level \"strict\" enforces it"),
         (one(&OK.replace("registry.example/a", "registry.example/*")), "registryScopes[0]: \"registry.example/*\" uses a wildcard"),
         (one(&OK.replace("registry.example/a", "alpine")), "registryScopes[0]: \"alpine\" is not a fully qualified repository"),
         (one(&OK.replace(r#"["registry.example/a"]"#, r#"["*","registry.example/a"]"#)), "\"*\" cannot be combined"),
@@ -61,6 +59,13 @@ fn levels_and_overrides_follow_the_matrix() {
     let st = &p.statements[0];
     assert_eq!(st.level, Level::Strict);
     assert_eq!(st.action(Check::Revocation), Action::Skip);
+    // Revocation enforced parses, as in notation-go (checking it needs the verifier's CRLs).
+    let p = policy::parse(
+        "tp.json",
+        one(&OK.replace(r#","override":{"revocation":"skip"}"#, "")).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(p.statements[0].action(Check::Revocation), Action::Enforce);
     assert_eq!(st.action(Check::Expiry), Action::Enforce);
     let p = policy::parse(
         "tp.json",
@@ -151,7 +156,7 @@ fn notation_config_directory_is_accepted_as_the_cli_writes_it() {
         v.logged
     );
     // The same through the facade the enforce layer calls.
-    let cfg = trustgate::notation::config::NotationConfig::load(root).unwrap();
+    let cfg = trustgate::notation::config::NotationConfig::load(root, None).unwrap();
     let v = cfg
         .verify(&target(), SCOPE, &env, JWS, time::OffsetDateTime::now_utc())
         .unwrap();

@@ -174,8 +174,8 @@ fn a_tsa_store_requires_a_timestamp_the_vector_lacks() {
     .unwrap_err();
     assert_eq!(e.check, Some(Check::AuthenticTimestamp), "{e}");
     assert!(e.message.contains("no timestamp countersignature"), "{e}");
-    // A countersigned envelope is refused too: RFC 3161 verification is not implemented, and
-    // a check that cannot run never allows.
+    // A countersigned envelope whose TSA does not chain to the tsa store (it holds the alpine
+    // leaf, not GlobalSign's root) is refused too (tests/notation_timestamp.rs has the rest).
     let e = run(
         &vector("jwsWithTimestamp"),
         JWS,
@@ -185,7 +185,11 @@ fn a_tsa_store_requires_a_timestamp_the_vector_lacks() {
         now(),
     )
     .unwrap_err();
-    assert!(e.message.contains("not supported yet"), "{e}");
+    assert!(
+        e.message
+            .contains("does not chain to the statement's tsa trust stores"),
+        "{e}"
+    );
     let e = run(
         &vector("coseWithTimestamp"),
         COSE,
@@ -195,7 +199,11 @@ fn a_tsa_store_requires_a_timestamp_the_vector_lacks() {
         now(),
     )
     .unwrap_err();
-    assert!(e.message.contains("not supported yet"), "{e}");
+    assert!(
+        e.message
+            .contains("does not chain to the statement's tsa trust stores"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -239,8 +247,8 @@ fn expired_certificate_without_a_verified_timestamp_is_refused() {
                 .any(|(c, _)| *c == Check::AuthenticTimestamp),
             "{name}"
         );
-        // With a tsa store and afterCertExpiry the timestamp would rescue it, but it cannot
-        // be verified yet: refused.
+        // With a tsa store and afterCertExpiry a verified timestamp rescues it; this store's
+        // root did not issue the TSA's certificate, so it is refused.
         let p = policy(
             r#""signatureVerification":{"level":"strict","verifyTimestamp":"afterCertExpiry","override":{"revocation":"skip"}},"trustStores":["ca:test","tsa:tsa"],"trustedIdentities":["*"]"#,
         );
@@ -253,7 +261,7 @@ fn expired_certificate_without_a_verified_timestamp_is_refused() {
             vec![pem_cert("notation-go/TestTimestamp.crt")],
         );
         let e = run(&env, mt, &p, &s2, &vector_target(), now()).unwrap_err();
-        assert!(e.message.contains("not supported yet"), "{name}: {e}");
+        assert!(e.message.contains("does not chain"), "{name}: {e}");
     }
 }
 
@@ -268,15 +276,17 @@ fn unknown_critical_header_from_the_conformance_vector_fails() {
 }
 
 #[test]
-fn the_specification_example_policy_loads_only_with_revocation_made_explicit() {
+fn the_specification_example_policy_loads_and_enforces_revocation() {
     let bytes = fixture("specifications/trustpolicy.example.oci.json");
-    let e = policy::parse("trustpolicy.oci.json", &bytes).unwrap_err();
-    assert!(e.to_string().starts_with("trustpolicy.oci.json: trustPolicies[0] (\"wabbit-networks-images\").signatureVerification.override.revocation: revocation checking"), "{e}");
-    // The same file with revocation skipped where the spec's example leaves it enforced.
-    let text = String::from_utf8(bytes).unwrap().replace(
-        "\"level\" : \"strict\" \n            }",
-        "\"level\" : \"strict\", \"override\": {\"revocation\": \"log\"} }",
+    // Its first statement is plain strict, which enforces revocation: the policy parses (as
+    // notation-go parses it); a verifier without crl_dir refuses it at load
+    // (tests/notation_revocation.rs `enforced_revocation_needs_crls_at_load`).
+    let p = policy::parse("trustpolicy.oci.json", &bytes).unwrap();
+    assert_eq!(
+        p.statements[0].action(trustgate::notation::Check::Revocation),
+        policy::Action::Enforce
     );
+    let text = String::from_utf8(bytes).unwrap();
     let p = policy::parse("trustpolicy.oci.json", text.as_bytes()).unwrap();
     assert_eq!(p.statements.len(), 4);
     assert_eq!(

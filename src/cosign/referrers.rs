@@ -159,33 +159,85 @@ fn fetch_error(digest: &Digest, what: &str, e: FetchError) -> CosignRefusal {
     }
 }
 
-/// Every bundle candidate attached to `digest`: the referrers API, or on 404 the
-/// `sha256-<hex>` tag's index, or on 404 there too, none.
-pub async fn discover<R: Registry>(
+/// Bounds on one referrers listing (shared by the cosign and Notation verifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Bytes of one page, or of the `sha256-<hex>` tag schema's index.
+    pub page_max_bytes: u64,
+    /// Pages followed (`Link: rel="next"`); more is refused, not truncated.
+    pub max_pages: usize,
+    /// Entries over all pages; more is refused.
+    pub max_entries: usize,
+}
+
+impl From<&CosignLimits> for PageLimits {
+    fn from(l: &CosignLimits) -> PageLimits {
+        PageLimits {
+            page_max_bytes: l.referrers_page_max_bytes,
+            max_pages: l.max_referrer_pages,
+            max_entries: l.max_referrer_entries,
+        }
+    }
+}
+
+/// Where a listing came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListingSource {
+    /// The referrers API, in this many pages.
+    Api { pages: usize },
+    /// The registry has no referrers API: the index under this tag (distribution-spec
+    /// "Referrers Tag Schema").
+    TagSchema { tag: String },
+    /// No referrers API, and no index under this tag either.
+    NoTag { tag: String },
+}
+
+/// Every page of a listing, in order: each an image index, already counted against the limits.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub pages: Vec<Bytes>,
+    pub source: ListingSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListingError {
+    /// The listing itself is refused (too many pages or entries, a lying `Link`, not an
+    /// index): fail closed, whatever the pages held.
+    Refused(String),
+    /// A read failed; `what` names it (`page 2`, `the index tag sha256-…`).
+    Fetch { what: String, error: FetchError },
+}
+
+#[derive(Deserialize)]
+struct CountedIndex {
+    #[serde(default)]
+    manifests: Vec<serde::de::IgnoredAny>,
+}
+
+/// Every page of `digest`'s referrers: the API, following `Link: rel="next"` within
+/// `limits`, or on 404 for the first page the `sha256-<hex>` tag's index.
+pub async fn list<R: Registry>(
     registry: &R,
     digest: &Digest,
-    limits: &CosignLimits,
-) -> Result<Vec<Entry>, CosignRefusal> {
-    let mut found = Vec::new();
+    limits: &PageLimits,
+) -> Result<Listing, ListingError> {
+    let mut pages = Vec::new();
     let mut entries = 0usize;
     let mut next: Option<String> = None;
     for page in 0.. {
-        if page == limits.max_referrer_pages {
-            return Err(bad(
-                digest,
-                format!(
-                    "the listing has more than {} pages",
-                    limits.max_referrer_pages
-                ),
-            ));
+        if page == limits.max_pages {
+            return Err(ListingError::Refused(format!(
+                "the listing has more than {} pages",
+                limits.max_pages
+            )));
         }
         let body = match registry
-            .referrers(digest, next.as_deref(), limits.referrers_page_max_bytes)
+            .referrers(digest, next.as_deref(), limits.page_max_bytes)
             .await
         {
             Ok(p) => {
                 next = match p.link.as_deref() {
-                    Some(l) => next_page(l, digest).map_err(|e| bad(digest, e))?,
+                    Some(l) => next_page(l, digest).map_err(ListingError::Refused)?,
                     None => None,
                 };
                 p.body
@@ -193,32 +245,79 @@ pub async fn discover<R: Registry>(
             // No referrers API (only meaningful for the first page): the tag schema.
             Err(FetchError::NotFound) if page == 0 => {
                 let tag = digest.to_string().replacen(':', "-", 1);
-                match registry
-                    .manifest(&tag, limits.referrers_page_max_bytes)
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(FetchError::NotFound) => return Ok(Vec::new()),
-                    Err(e) => return Err(fetch_error(digest, &format!("the index tag {tag}"), e)),
-                }
+                return match registry.manifest(&tag, limits.page_max_bytes).await {
+                    Ok(b) => {
+                        count(&b, 0, limits, &format!("the index tag {tag}"))?;
+                        Ok(Listing {
+                            pages: vec![b],
+                            source: ListingSource::TagSchema { tag },
+                        })
+                    }
+                    Err(FetchError::NotFound) => Ok(Listing {
+                        pages: Vec::new(),
+                        source: ListingSource::NoTag { tag },
+                    }),
+                    Err(error) => Err(ListingError::Fetch {
+                        what: format!("the index tag {tag}"),
+                        error,
+                    }),
+                };
             }
-            Err(e) => return Err(fetch_error(digest, &format!("page {page}"), e)),
+            Err(error) => {
+                return Err(ListingError::Fetch {
+                    what: format!("page {page}"),
+                    error,
+                })
+            }
         };
-        let (total, c) = candidates(&body).map_err(|e| bad(digest, format!("page {page}: {e}")))?;
-        entries += total;
-        if entries > limits.max_referrer_entries {
-            return Err(bad(
-                digest,
-                format!(
-                    "the listing has more than {} entries",
-                    limits.max_referrer_entries
-                ),
-            ));
-        }
-        found.extend(c);
+        entries = count(&body, entries, limits, &format!("page {page}"))?;
+        pages.push(body);
         if next.is_none() {
             break;
         }
+    }
+    let n = pages.len();
+    Ok(Listing {
+        pages,
+        source: ListingSource::Api { pages: n },
+    })
+}
+
+/// `so_far` plus the entries of `body` (named `what`), within the limit.
+fn count(
+    body: &[u8],
+    so_far: usize,
+    limits: &PageLimits,
+    what: &str,
+) -> Result<usize, ListingError> {
+    let index: CountedIndex = serde_json::from_slice(body)
+        .map_err(|e| ListingError::Refused(format!("{what}: not an image index: {e}")))?;
+    let total = so_far + index.manifests.len();
+    if total > limits.max_entries {
+        return Err(ListingError::Refused(format!(
+            "the listing has more than {} entries",
+            limits.max_entries
+        )));
+    }
+    Ok(total)
+}
+
+/// Every bundle candidate attached to `digest`: the referrers API, or on 404 the
+/// `sha256-<hex>` tag's index, or on 404 there too, none.
+pub async fn discover<R: Registry>(
+    registry: &R,
+    digest: &Digest,
+    limits: &CosignLimits,
+) -> Result<Vec<Entry>, CosignRefusal> {
+    let listing = match list(registry, digest, &PageLimits::from(limits)).await {
+        Ok(l) => l,
+        Err(ListingError::Refused(reason)) => return Err(bad(digest, reason)),
+        Err(ListingError::Fetch { what, error }) => return Err(fetch_error(digest, &what, error)),
+    };
+    let mut found = Vec::new();
+    for (page, body) in listing.pages.iter().enumerate() {
+        let (_, c) = candidates(body).map_err(|e| bad(digest, format!("page {page}: {e}")))?;
+        found.extend(c);
     }
     if found.len() > limits.max_signatures {
         return Err(bad(

@@ -2,7 +2,8 @@
 //! for by a Notation signature that the verifier's trust policy and trust store accept
 //! ([`crate::notation`], which is pure; this file only gathers its inputs).
 //!
-//! Discovery is the OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`), and where a
+//! Discovery is the OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`, every page,
+//! bounded, through the client cosign uses), and where a
 //! registry has none (404), the distribution spec's tag-schema fallback: the index under the
 //! tag `sha256-<hex>` (what `notation sign` pushes to a registry without the referrers API,
 //! docker-registry among them). Candidates are
@@ -18,8 +19,9 @@ use time::OffsetDateTime;
 
 use super::Enforcer;
 use crate::cosign::fetch::{FetchError, Registry};
+use crate::cosign::referrers::{self, ListingError, ListingSource, PageLimits};
 use crate::metrics::DecisionReason;
-use crate::notation::discover::{candidates, check_envelope_blob, fallback_tag, signature_layer};
+use crate::notation::discover::{candidates, check_envelope_blob, signature_layer, MAX_SIGNATURES};
 use crate::notation::TargetDescriptor;
 use crate::policy::NotationVerifier;
 use crate::registry::Digest;
@@ -27,6 +29,13 @@ use crate::signatures::{Refusal, Verified};
 
 /// Largest manifest read while looking for signatures (the index and each signature manifest).
 const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+/// One referrers listing: pages of at most 1 MiB (a hundred Notation entries with their
+/// thumbprint annotations are ~50 KiB), at most 8 pages and 512 entries; more is refused.
+const PAGES: PageLimits = PageLimits {
+    page_max_bytes: 1024 * 1024,
+    max_pages: 8,
+    max_entries: 512,
+};
 /// Signatures checked per pull, at most: a repository cannot make one pull verify forever.
 const MAX_CANDIDATES: usize = 16;
 
@@ -90,63 +99,93 @@ impl Enforcer {
         };
         let scope = format!("{registry}/{repository}");
         let config = v.config();
+        // What would have vouched, for every "not signed" message: the statement that
+        // applies and its stores (a client shows the refusal text to the person pulling).
+        // Without a statement nothing can verify (oci.go `GetApplicableTrustPolicy`): say so
+        // rather than list signatures.
+        let st = config.policy.applicable(&scope).map_err(|e| {
+            refuse(
+                DecisionReason::TagNotSigned,
+                format!("tag {tag}: no Notation signature can vouch for {digest_s}: {e}"),
+                false,
+            )
+        })?;
+        let statement = format!("trust policy statement {:?}", st.name);
+        let stores = st
+            .trust_stores
+            .iter()
+            .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         let not_signed = |detail: String| {
             refuse(
                 DecisionReason::TagNotSigned,
-                format!("tag {tag}: no Notation signature for {digest_s} {detail}"),
+                format!(
+                    "tag {tag}: no Notation signature for {digest_s} {detail}; expected one that {statement} accepts (trust stores [{stores}])"
+                ),
                 false,
             )
         };
-        // The OCI 1.1 referrers API first (its first page: a registry lists at least a
-        // hundred referrers there); on 404 — no referrers API — the tag-schema index.
-        let index_tag = fallback_tag(&digest_s).map_err(&not_signed)?;
-        let listed = match upstream.referrers(&digest, None, MANIFEST_LIMIT).await {
-            Ok(page) => Some(page.body),
-            Err(FetchError::NotFound) => None,
-            Err(FetchError::Unavailable { reason }) => {
-                return Err(unavailable(format!("referrers of {digest_s}"), &reason))
+        // The OCI 1.1 referrers API, every page within PAGES (the shared, bounded client
+        // cosign uses); on 404 — no referrers API — the tag-schema index
+        // (signature-specification.md "OCI Signature Discovery").
+        let listing = match referrers::list(upstream, &digest, &PAGES).await {
+            Ok(l) => l,
+            Err(ListingError::Refused(reason)) => {
+                return Err(refuse(
+                    DecisionReason::SignatureInvalid,
+                    format!("tag {tag}: the referrers listing of {digest_s} is refused: {reason}"),
+                    false,
+                ))
             }
-            Err(FetchError::TooLarge { limit }) => {
+            Err(ListingError::Fetch {
+                what,
+                error: FetchError::Unavailable { reason },
+            }) => {
+                return Err(unavailable(
+                    format!("referrers of {digest_s} ({what})"),
+                    &reason,
+                ))
+            }
+            Err(ListingError::Fetch {
+                what,
+                error: FetchError::TooLarge { limit },
+            }) => {
                 return Err(not_signed(format!(
-                    "(the referrers listing is over {limit} bytes)"
+                    "(the referrers listing's {what} is over {limit} bytes)"
+                )))
+            }
+            Err(ListingError::Fetch {
+                what,
+                error: FetchError::NotFound,
+            }) => {
+                return Err(not_signed(format!(
+                    "(the referrers listing's {what} is missing)"
                 )))
             }
         };
-        let index = match listed {
-            Some(body) => Ok(body),
-            None => upstream.manifest(&index_tag, MANIFEST_LIMIT).await,
-        };
-        let index = match index {
-            Ok(i) => i,
-            Err(FetchError::NotFound) => {
-                return Err(not_signed(format!(
-                    "(the referrers tag {index_tag} does not exist)"
-                )))
-            }
-            Err(FetchError::Unavailable { reason }) => {
-                return Err(unavailable(format!("referrers tag {index_tag}"), &reason))
-            }
-            Err(FetchError::TooLarge { limit }) => {
-                return Err(not_signed(format!(
-                    "(the referrers index {index_tag} is over {limit} bytes)"
-                )))
-            }
-        };
-        let trusted = config.thumbprints(&scope);
-        let found = candidates(&index, &trusted).map_err(|e| not_signed(format!("({e})")))?;
-        if found.is_empty() {
-            let stores = match config.policy.applicable(&scope) {
-                Ok(st) => st
-                    .trust_stores
-                    .iter()
-                    .map(|r| format!("{}:{}", r.kind.dir_name(), r.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                Err(e) => e,
-            };
+        if let ListingSource::NoTag { tag: index_tag } = &listing.source {
             return Err(not_signed(format!(
-                "(no signature in the referrers index is by a certificate of the trust stores that apply: [{stores}])"
+                "(the registry has no referrers API and the referrers tag {index_tag} does not exist)"
             )));
+        }
+        let trusted = config.thumbprints(&scope);
+        let mut found = Vec::new();
+        for (i, page) in listing.pages.iter().enumerate() {
+            let more = candidates(page, &trusted)
+                .map_err(|e| not_signed(format!("(referrers page {i}: {e})")))?;
+            found.extend(more);
+            if found.len() > MAX_SIGNATURES {
+                return Err(not_signed(format!(
+                    "(more than {MAX_SIGNATURES} Notation signatures could match; refusing to try them all)"
+                )));
+            }
+        }
+        if found.is_empty() {
+            return Err(not_signed(
+                "(no signature in the referrers index names a certificate of those trust stores)"
+                    .into(),
+            ));
         }
         let now = OffsetDateTime::now_utc();
         let mut why = Vec::new();

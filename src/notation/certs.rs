@@ -26,7 +26,7 @@ use super::sigalg::alg_for_key;
 
 /// webpki runs an EKU validator on the leaf and every intermediate; Notation's EKU rule is
 /// for the leaf only and is applied by [`leaf_rules`], so this one accepts any EKU.
-struct NotaryEkuChecked;
+pub(crate) struct NotaryEkuChecked;
 
 impl ExtendedKeyUsageValidator for NotaryEkuChecked {
     fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {

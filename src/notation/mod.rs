@@ -10,10 +10,14 @@
 //! `verifier/truststore/`, `internal/pkix/pkix.go`) and notation-core-go@ef87896
 //! (`signature/jws/`, `signature/cose/`, `x509/codesigning_cert_validations.go`).
 //!
-//! Not yet supported, and refused rather than allowed: RFC 3161 timestamp countersignature
-//! verification (a signature that needs one is refused), CRL/OCSP revocation checking (a
-//! policy that asks for it does not load), verification plugins (their critical headers fail
-//! the signature, as the spec requires of a verifier without plugins).
+//! Revocation is checked against CRL files the operator provides ([`revocation`]), never
+//! fetched; OCSP is not used.
+//!
+//! RFC 3161 timestamp countersignatures are verified against the statement's `tsa` stores
+//! ([`timestamp`]).
+//!
+//! Not yet supported, and refused rather than allowed: verification plugins (their critical
+//! headers fail the signature, as the spec requires of a verifier without plugins), OCSP.
 
 pub mod certs;
 pub mod config;
@@ -21,7 +25,9 @@ pub mod discover;
 pub mod dn;
 pub mod envelope;
 pub mod policy;
+pub mod revocation;
 pub mod sigalg;
+pub mod timestamp;
 pub mod truststore;
 pub mod verify;
 

@@ -28,6 +28,16 @@ pub enum Level {
 }
 
 impl Level {
+    /// As the trust policy writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Strict => "strict",
+            Level::Permissive => "permissive",
+            Level::Audit => "audit",
+            Level::Skip => "skip",
+        }
+    }
+
     /// The level matrix (trust-store-trust-policy.md "Signature Verification details";
     /// notation-go trustpolicy.go `LevelStrict` … `LevelSkip`).
     fn action(self, check: Check) -> Action {
@@ -304,15 +314,6 @@ fn statement(at: &str, r: RawStatement) -> Result<Statement, String> {
             ))
         }
     };
-    // Revocation checking (OCSP/CRL) is not implemented: loading a policy that enforces it
-    // would either allow unchecked or refuse everything, so it does not load.
-    if enforcement[&Check::Revocation] == Action::Enforce {
-        return Err(format!(
-            "{at}.signatureVerification.override.revocation: revocation checking (OCSP/CRL) is not supported yet; level {:?} enforces it, so set \"override\": {{\"revocation\": \"skip\"}} or \"log\" explicitly",
-            sv.level.as_deref().unwrap_or_default()
-        ));
-    }
-
     let (scopes, global) = registry_scopes(&at, &r.registry_scopes)?;
     if level == Level::Skip {
         if global {

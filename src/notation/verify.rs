@@ -13,7 +13,9 @@ use super::envelope::{self, SigningScheme};
 use super::policy::{
     Action, Identities, Level, Statement, StoreRef, StoreType, TrustPolicy, VerifyTimestamp,
 };
+use super::revocation::{self, CrlSet};
 use super::sigalg::{alg_for_key, verify as verify_sig};
+use super::timestamp::{self, Timestamp};
 use super::truststore::{thumbprint, TrustStore};
 use super::{Check, TargetDescriptor};
 
@@ -28,6 +30,8 @@ pub struct Request<'a> {
     /// `registry/repository`, as the policy's `registryScopes` name it.
     pub scope: &'a str,
     pub now: OffsetDateTime,
+    /// The verifier's CRLs (`crl_dir`); `None`: revocation status is unknown.
+    pub crls: Option<&'a CrlSet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +47,9 @@ pub struct Verified {
     /// Which trust store vouched, and the thumbprint of its certificate in the chain.
     pub trusted_by: Option<(StoreRef, String)>,
     pub signing_time: Option<OffsetDateTime>,
-    /// Whether an RFC 3161 timestamp was verified and used (never, yet: see module docs).
+    /// Whether an RFC 3161 timestamp countersignature was verified and used, and its genTime.
     pub timestamp_used: bool,
+    pub timestamp: Option<OffsetDateTime>,
     /// Checks that failed but that the level only logs, with why.
     pub logged: Vec<(Check, String)>,
 }
@@ -110,6 +115,7 @@ pub fn verify_signature(req: &Request<'_>) -> Result<Verified, Refusal> {
         trusted_by: None,
         signing_time: None,
         timestamp_used: false,
+        timestamp: None,
         logged: Vec::new(),
     };
     if verified.skipped {
@@ -218,17 +224,28 @@ pub fn verify_signature(req: &Request<'_>) -> Result<Verified, Refusal> {
                     VerifyTimestamp::AfterCertExpiry => chain_valid_now.is_err(),
                 };
             if want_timestamp {
-                // Verifying the RFC 3161 countersignature is not implemented. An unverified
-                // timestamp is not a failed one, and a check we cannot run must not allow.
-                let message = if info.timestamp_signature.is_none() {
-                    "no timestamp countersignature in the envelope, and the statement's tsa trust store requires one".to_string()
-                } else {
-                    "RFC 3161 timestamp countersignature verification is not supported yet; the statement's tsa trust store and verifyTimestamp require it".to_string()
+                // verifier.go `verifyAuthenticTimestamp`: the countersignature must verify
+                // against the tsa stores, and its time must lie within every certificate's
+                // validity (timestamp.go `BoundedAfter`/`BoundedBefore`).
+                let result = match &info.timestamp_signature {
+                    None => Err("no timestamp countersignature in the envelope, and the statement's tsa trust store requires one".to_string()),
+                    Some(token) => {
+                        let roots: Vec<Vec<u8>> = st
+                            .stores(StoreType::Tsa)
+                            .filter_map(|r| req.store.certificates(r))
+                            .flatten()
+                            .cloned()
+                            .collect();
+                        timestamp::verify(token, &info.signature, &roots)
+                            .and_then(|ts| timestamp_within_chain(&ts, &info.chain).map(|_| ts))
+                    }
                 };
-                if info.timestamp_signature.is_none() {
-                    out.judge(Check::AuthenticTimestamp, Err(message))?;
-                } else {
-                    return Err(out.refuse(Check::AuthenticTimestamp, message));
+                match result {
+                    Ok(ts) => {
+                        verified.timestamp_used = true;
+                        verified.timestamp = Some(ts.gen_time);
+                    }
+                    Err(m) => out.judge(Check::AuthenticTimestamp, Err(m))?,
                 }
             } else {
                 // Without a timestamp every certificate must be valid now (spec "Other
@@ -238,13 +255,40 @@ pub fn verify_signature(req: &Request<'_>) -> Result<Verified, Refusal> {
         }
     }
 
-    // Revocation: `enforce` never loads (policy.rs); `log` records that it was not checked.
-    if st.action(Check::Revocation) == Action::Log {
-        out.logged.push((
-            Check::Revocation,
-            "revocation (OCSP/CRL) was not checked: not supported yet".into(),
-        ));
+    // Revocation (verifier.go `verifyRevocation`): revoked or unknown both fail the check,
+    // which its action then enforces or logs. Without CRLs the status is unknown.
+    if st.action(Check::Revocation) != Action::Skip {
+        let result = match req.crls {
+            Some(crls) => revocation::check(&info.chain, info.signing_time, req.now, crls)
+                .map_err(revocation::Problem::message),
+            None => Err(
+                "revocation status is unknown: the verifier has no crl_dir (CRLs are read from files only, never fetched)"
+                    .to_string(),
+            ),
+        };
+        out.judge(Check::Revocation, result)?;
     }
     verified.logged = out.logged;
     Ok(verified)
+}
+
+/// Every certificate of the signing chain was valid throughout the timestamp's accuracy.
+fn timestamp_within_chain(ts: &Timestamp, chain: &[Vec<u8>]) -> Result<(), String> {
+    for der in chain {
+        let (_, c) = X509Certificate::from_der(der).map_err(|e| format!("bad certificate: {e}"))?;
+        let t = |a: x509_parser::time::ASN1Time| {
+            OffsetDateTime::from_unix_timestamp(a.timestamp()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        };
+        let (from, to) = (t(c.validity().not_before), t(c.validity().not_after));
+        if !ts.within(from, to) {
+            return Err(format!(
+                "the timestamp {} (±{}) by {:?} is outside the validity of certificate {:?} ({from} to {to})",
+                ts.gen_time,
+                ts.accuracy,
+                ts.tsa_subject,
+                c.subject().to_string()
+            ));
+        }
+    }
+    Ok(())
 }

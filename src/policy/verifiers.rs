@@ -14,7 +14,7 @@ use super::raw::{Field, TableReader};
 use crate::cosign::PublicKey;
 
 const TYPES: &[&str] = &["notary", "cosign", "notation"];
-const NOTATION_KEYS: &[&str] = &["type", "config_dir"];
+const NOTATION_KEYS: &[&str] = &["type", "config_dir", "crl_dir"];
 const COSIGN_KEYS: &[&str] = &["type", "keys", "tlog"];
 /// cosign settings a later version will support. Named here so that a policy written for
 /// keyless verification fails with "not supported yet", not with a bare "unknown key", and
@@ -157,7 +157,22 @@ impl Builder<'_> {
         };
         let s = self.ctx.string(f)?;
         let dir = self.resolve(&s.value);
-        match crate::notation::config::NotationConfig::load(&dir) {
+        // `crl_dir`: the CRL files revocation is checked against (see notation::revocation).
+        let crls = match t.get("crl_dir") {
+            None => None,
+            Some(c) => {
+                let value = self.ctx.string(c)?.value;
+                let crl_dir = self.resolve(&value);
+                match crate::notation::revocation::CrlSet::load(&crl_dir) {
+                    Ok(set) => Some(set),
+                    Err(reason) => {
+                        self.file_error(c, &crl_dir, reason);
+                        return None;
+                    }
+                }
+            }
+        };
+        match crate::notation::config::NotationConfig::load(&dir, crls) {
             Ok(config) => Some(NotationVerifier {
                 dir,
                 config: Arc::new(config),

@@ -103,7 +103,18 @@ impl Verified {
             vouchers: vec![Voucher {
                 verifier: verifier.to_string(),
                 system: System::Notation,
-                identity: format!("statement {:?}, signer {signer}", v.statement),
+                // Checks the level only logs travel with the decision into the audit event.
+                identity: if v.logged.is_empty() {
+                    format!("statement {:?}, signer {signer}", v.statement)
+                } else {
+                    let logged: Vec<String> =
+                        v.logged.iter().map(|(c, m)| format!("{c}: {m}")).collect();
+                    format!(
+                        "statement {:?}, signer {signer}; logged, not enforced: {}",
+                        v.statement,
+                        logged.join("; ")
+                    )
+                },
             }],
             held_until: None,
         }

@@ -151,6 +151,36 @@ pub fn ca(cn: &str) -> Ca {
     }
 }
 
+/// An intermediate CA under `parent`.
+pub fn intermediate(parent: &Ca, cn: &str) -> Ca {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(cn, "trustgate-test");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+    p.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+    p.serial_number = Some(rcgen::SerialNumber::from(rand_serial()));
+    Ca {
+        cert: p.signed_by(&key, &parent.cert, &parent.key).unwrap(),
+        key,
+    }
+}
+
+fn rand_serial() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    SystemRandom::new().fill(&mut b).unwrap();
+    u64::from_be_bytes(b) >> 2 | 1
+}
+
+/// The serial number of a DER certificate, as rcgen takes it for a CRL entry.
+pub fn serial_of(der: &[u8]) -> rcgen::SerialNumber {
+    use x509_parser::prelude::FromDer;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+    rcgen::SerialNumber::from_slice(c.raw_serial())
+}
+
 /// How to make a leaf; `Default` is a valid Notation code-signing leaf.
 pub struct LeafSpec {
     pub curve: Curve,
@@ -371,6 +401,18 @@ pub fn run(
     t: &TargetDescriptor,
     now: OffsetDateTime,
 ) -> Result<Verified, Refusal> {
+    run_with_crls(envelope, media_type, p, s, t, now, None)
+}
+
+pub fn run_with_crls(
+    envelope: &[u8],
+    media_type: &str,
+    p: &TrustPolicy,
+    s: &TrustStore,
+    t: &TargetDescriptor,
+    now: OffsetDateTime,
+    crls: Option<&trustgate::notation::revocation::CrlSet>,
+) -> Result<Verified, Refusal> {
     verify_signature(&Request {
         target: t,
         envelope,
@@ -379,7 +421,38 @@ pub fn run(
         store: s,
         scope: SCOPE,
         now,
+        crls,
     })
+}
+
+/// A CRL by `issuer` listing `revoked` serials, valid from `this_update` to `next_update`.
+pub fn crl(
+    issuer: &Ca,
+    revoked: &[rcgen::SerialNumber],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Vec<u8> {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: s.clone(),
+                revocation_time: this_update,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    params
+        .signed_by(&issuer.cert, &issuer.key)
+        .unwrap()
+        .der()
+        .to_vec()
 }
 
 pub const JWS: &str = "application/jose+json";
