@@ -110,31 +110,47 @@ fn parse_access(c: &mut Collector, raw: Vec<RawAccess>) -> Vec<AccessRule> {
             c.push(format!("{at}.scopes"), "at least one scope");
             ok = false;
         }
-        let mut identities = Vec::new();
-        for (j, text) in entry.identities.iter().enumerate() {
-            match IdentityPattern::parse(text) {
-                Ok(p) => identities.push(p),
-                Err(e) => {
-                    c.push(format!("{at}.identities[{j}]"), e);
-                    ok = false;
-                }
-            }
-        }
-        let mut scopes = Vec::new();
-        for (j, text) in entry.scopes.iter().enumerate() {
-            match ScopePattern::parse(text) {
-                Ok(p) => scopes.push(p),
-                Err(e) => {
-                    c.push(format!("{at}.scopes[{j}]"), e);
-                    ok = false;
-                }
-            }
-        }
+        let identities = parse_each(
+            c,
+            &format!("{at}.identities"),
+            &entry.identities,
+            IdentityPattern::parse,
+        );
+        let scopes = parse_each(
+            c,
+            &format!("{at}.scopes"),
+            &entry.scopes,
+            ScopePattern::parse,
+        );
+        let (Some(identities), Some(scopes)) = (identities, scopes) else {
+            continue;
+        };
         if ok {
             rules.push(AccessRule { identities, scopes });
         }
     }
     rules
+}
+
+/// Parses every item, reporting each bad one as `field[index]`; `None` if any was bad.
+fn parse_each<T>(
+    c: &mut Collector,
+    field: &str,
+    items: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (j, text) in items.iter().enumerate() {
+        match parse(text) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                c.push(format!("{field}[{j}]"), e);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 fn read<T>(
