@@ -14,6 +14,7 @@
 
 pub mod bundle;
 pub mod fetch;
+pub mod keyless;
 mod keys;
 pub mod referrers;
 mod simple_signing;

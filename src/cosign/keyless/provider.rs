@@ -1,0 +1,101 @@
+//! `sigstore-crypto`'s cryptography, on `ring`.
+//!
+//! sigstore-rust routes every hash and signature check through a pluggable
+//! [`CryptoProvider`]; its default backend is `aws-lc-rs`, which trustgate does not build
+//! (ring is the one provider of the whole tree, as for rustls). This provider is what
+//! `sigstore-crypto`'s own `provider.rs` documents for such consumers: verification only, with
+//! the raw-key conventions it states (SEC1 point for ECDSA, the 32-byte Ed25519 key, the
+//! PKCS#1 `RSAPublicKey` for RSA; ASN.1 DER ECDSA signatures).
+//!
+//! Prehashed verification (a signature checked against a digest rather than the message) is
+//! refused: ring verifies messages only. trustgate always hands the verifier the signed bytes
+//! (the DSSE envelope, the simple-signing payload), so it is never needed.
+
+use ring::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+use sigstore_crypto::provider::{CryptoProvider, HashContext};
+use sigstore_crypto::{Error, Result, SigningScheme};
+use sigstore_types::HashAlgorithm;
+
+#[derive(Debug)]
+pub(crate) struct RingProvider;
+
+pub(crate) static RING_PROVIDER: RingProvider = RingProvider;
+
+/// Installs [`RING_PROVIDER`] as sigstore-crypto's process-wide provider, once. Called before
+/// any trusted root is loaded, so every check sigstore-rust makes in this process is ring's.
+pub(crate) fn install() {
+    // `Err` means a provider is installed already: ours (the only caller), so nothing to do.
+    let _ = sigstore_crypto::install_default_provider(&RING_PROVIDER);
+}
+
+struct RingHash(ring::digest::Context);
+
+impl HashContext for RingHash {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    fn finalize(self: Box<Self>) -> Vec<u8> {
+        self.0.finish().as_ref().to_vec()
+    }
+}
+
+fn algorithm(scheme: SigningScheme) -> Result<&'static dyn VerificationAlgorithm> {
+    Ok(match scheme {
+        SigningScheme::EcdsaP256Sha256 => &sig::ECDSA_P256_SHA256_ASN1,
+        SigningScheme::EcdsaP256Sha384 => &sig::ECDSA_P256_SHA384_ASN1,
+        SigningScheme::EcdsaP384Sha256 => &sig::ECDSA_P384_SHA256_ASN1,
+        SigningScheme::EcdsaP384Sha384 => &sig::ECDSA_P384_SHA384_ASN1,
+        SigningScheme::Ed25519 => &sig::ED25519,
+        SigningScheme::RsaPssSha256 => &sig::RSA_PSS_2048_8192_SHA256,
+        SigningScheme::RsaPssSha384 => &sig::RSA_PSS_2048_8192_SHA384,
+        SigningScheme::RsaPssSha512 => &sig::RSA_PSS_2048_8192_SHA512,
+        SigningScheme::RsaPkcs1Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        SigningScheme::RsaPkcs1Sha384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        SigningScheme::RsaPkcs1Sha512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "{other:?} is not supported by trustgate's ring provider"
+            )))
+        }
+    })
+}
+
+impl CryptoProvider for RingProvider {
+    fn hash(&self, algorithm: HashAlgorithm) -> Result<Box<dyn HashContext>> {
+        let alg = match algorithm {
+            HashAlgorithm::Sha2256 => &ring::digest::SHA256,
+            HashAlgorithm::Sha2384 => &ring::digest::SHA384,
+            HashAlgorithm::Sha2512 => &ring::digest::SHA512,
+            other => {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "hash {other:?} is not supported by trustgate's ring provider"
+                )))
+            }
+        };
+        Ok(Box::new(RingHash(ring::digest::Context::new(alg))))
+    }
+
+    fn verify_raw(
+        &self,
+        scheme: SigningScheme,
+        spki_pubkey_bytes: &[u8],
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
+        UnparsedPublicKey::new(algorithm(scheme)?, spki_pubkey_bytes)
+            .verify(data, signature)
+            .map_err(|_| Error::Verification("signature does not verify".into()))
+    }
+
+    fn verify_prehashed(
+        &self,
+        scheme: SigningScheme,
+        _spki_pubkey_bytes: &[u8],
+        _digest: &[u8],
+        _signature: &[u8],
+    ) -> Result<()> {
+        Err(Error::UnsupportedAlgorithm(format!(
+            "prehashed {scheme:?} verification (ring verifies messages, not digests)"
+        )))
+    }
+}
