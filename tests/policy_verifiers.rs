@@ -109,7 +109,7 @@ fn cosign_verifier_errors_name_line_and_field() {
         "{}",
         e[2]
     );
-    assert!(e[3].starts_with("policy.toml:5: verifiers.release.identity: not supported yet: this version verifies cosign signatures with public keys only"), "{}", e[3]);
+    assert!(e[3].starts_with("policy.toml:5: verifiers.release.identity: is a keyless setting: a keyless verifier names `trusted_root"), "{}", e[3]);
     assert_eq!(
         e[4],
         "policy.toml:6: verifiers.release.colour: unknown key; expected one of type, keys, tlog"
@@ -120,7 +120,7 @@ fn cosign_verifier_errors_name_line_and_field() {
         e,
         [
             "policy.toml:3: verifiers.release.keys: expected at least one PEM public key file, found an empty array",
-            "policy.toml:4: verifiers.release.tlog: tlog = true is not supported yet (no Rekor verification in this version); set tlog = false to verify with keys alone",
+            "policy.toml:4: verifiers.release.tlog: tlog = true is not supported with keys yet (Rekor entries are verified for keyless verifiers, with a trusted_root); set tlog = false to verify with keys alone",
         ]
     );
     let e = errors("[verifiers.x]\ntype = \"sigstore\"\n[verifiers.y]\nkeys = []\n[verifiers.default]\ntype = \"cosign\"\n");

@@ -161,6 +161,14 @@ pub enum CosignRefusal {
         /// One line per examined layer: what it held instead.
         found: Vec<String>,
     },
+    #[error("no cosign signature for {digest} is {expected}: {}", found.join("; "))]
+    NoValidKeyless {
+        digest: Digest,
+        /// [`super::keyless::KeylessPolicy::describe`].
+        expected: String,
+        /// One line per examined signature: what it held instead.
+        found: Vec<String>,
+    },
     /// The registry could not be asked (transient; fail closed with 503).
     #[error("the signatures of {digest} could not be fetched: {reason}")]
     Unavailable { digest: Digest, reason: String },
