@@ -7,9 +7,12 @@
 //! the raw-key conventions it states (SEC1 point for ECDSA, the 32-byte Ed25519 key, the
 //! PKCS#1 `RSAPublicKey` for RSA; ASN.1 DER ECDSA signatures).
 //!
-//! Prehashed verification (a signature checked against a digest rather than the message) is
-//! refused: ring verifies messages only. trustgate always hands the verifier the signed bytes
-//! (the DSSE envelope, the simple-signing payload), so it is never needed.
+//! Prehashed verification (a signature checked against a digest rather than the message):
+//! sigstore-verify checks every ECDSA/RSA message signature (hashedrekord, the `.sig`
+//! layers) that way, and ring verifies messages only, so ECDSA P-256/P-384 go to RustCrypto's
+//! `p256`/`p384` (`PrehashVerifier`, the same `ecdsa` crate as the `p521` Notation uses).
+//! Prehashed RSA is refused: Fulcio issues keyless certificates for the ephemeral ECDSA (or
+//! Ed25519) keys cosign makes, and DSSE signatures are always verified over the message.
 
 use ring::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 use sigstore_crypto::provider::{CryptoProvider, HashContext};
@@ -90,12 +93,28 @@ impl CryptoProvider for RingProvider {
     fn verify_prehashed(
         &self,
         scheme: SigningScheme,
-        _spki_pubkey_bytes: &[u8],
-        _digest: &[u8],
-        _signature: &[u8],
+        spki_pubkey_bytes: &[u8],
+        digest: &[u8],
+        signature: &[u8],
     ) -> Result<()> {
-        Err(Error::UnsupportedAlgorithm(format!(
-            "prehashed {scheme:?} verification (ring verifies messages, not digests)"
-        )))
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let bad = |_| Error::Verification("signature does not verify".into());
+        match scheme {
+            SigningScheme::EcdsaP256Sha256 | SigningScheme::EcdsaP256Sha384 => {
+                let key =
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(spki_pubkey_bytes).map_err(bad)?;
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(bad)?;
+                key.verify_prehash(digest, &sig).map_err(bad)
+            }
+            SigningScheme::EcdsaP384Sha256 | SigningScheme::EcdsaP384Sha384 => {
+                let key =
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(spki_pubkey_bytes).map_err(bad)?;
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(bad)?;
+                key.verify_prehash(digest, &sig).map_err(bad)
+            }
+            other => Err(Error::UnsupportedAlgorithm(format!(
+                "prehashed {other:?} verification is not supported by trustgate's provider"
+            ))),
+        }
     }
 }

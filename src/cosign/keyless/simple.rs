@@ -194,8 +194,24 @@ fn restate(
         material["timestampVerificationData"] =
             json!({"rfc3161Timestamps": [{"signedTimestamp": ts.signed}]});
     }
+    // Without a log entry there is nothing for a v0.1 bundle's mandatory inclusion promise:
+    // v0.3's single `certificate` carries the same facts, and sigstore-verify then refuses
+    // for want of a verified signing time (unless an RFC 3161 timestamp gives one).
+    let media_type = if material["tlogEntries"]
+        .as_array()
+        .is_some_and(|a| a.is_empty())
+    {
+        let cert = material["x509CertificateChain"]["certificates"][0].clone();
+        material["certificate"] = cert;
+        if let Some(m) = material.as_object_mut() {
+            m.remove("x509CertificateChain");
+        }
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    } else {
+        "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    };
     Ok(json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "mediaType": media_type,
         "verificationMaterial": material,
         "messageSignature": {
             "messageDigest": {"algorithm": "SHA2_256", "digest": STANDARD.encode(digest.as_ref())},
