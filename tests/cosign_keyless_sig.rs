@@ -292,3 +292,21 @@ async fn the_fetch_flow_finds_the_sig_tag_and_names_what_it_expected() {
     .unwrap_err();
     assert!(matches!(e, CosignRefusal::NotSigned { .. }), "{e:?}");
 }
+
+#[test]
+fn sct_is_required_unless_the_policy_turns_it_off() {
+    // The self-made certificate has no SCT (the real vectors of cosign_keyless.rs have one).
+    let w = World::new();
+    let sig = w.sig(ID, ISSUER, &w.image, Some(ISSUED + 60));
+    let mut p = w.policy();
+    p.sct = true;
+    let e = check(&w.image, &sig, &p).unwrap_err();
+    assert!(
+        e.contains("SCT")
+            || e.to_lowercase().contains("certificate transparency")
+            || e.contains("sct"),
+        "{e}"
+    );
+    p.sct = false;
+    assert!(check(&w.image, &sig, &p).is_ok());
+}
