@@ -145,3 +145,99 @@ async fn keyless_sig_tags_are_verified_through_trustgate() {
     assert!(msg.contains("for identity matching"), "{msg}");
     proxy.shutdown().await;
 }
+
+/// A real keyless bundle (sigstore-conformance, public-good Fulcio and Rekor) attached as a
+/// cosign 3 referrer: trustgate verifies chain, SCT and log entry offline against the policy's
+/// trusted_root.json and the identity; the bundle is an SLSA attestation, not a `cosign sign`
+/// signature, so the pull is refused for that, and for the identity under another policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_keyless_bundle_referrer_is_checked_through_trustgate() {
+    use support::cosign::{referrer_manifest, referrers_index, BUNDLE};
+    let keyless = std::path::Path::new("tests/fixtures/cosign/keyless");
+    // The bundle's subject is a.txt; served as the "manifest" of tag v1 so its digest matches.
+    let subject = std::fs::read(keyless.join("a.txt")).unwrap();
+    let bundle = std::fs::read(keyless.join("dsse-v3.bundle.json")).unwrap();
+    let d = sha256(&subject);
+    let referrer = referrer_manifest(&d, &bundle, BUNDLE);
+    let (s2, b2, r2) = (subject.clone(), bundle.clone(), referrer.clone());
+    let up = FakeUpstream::start(move |s| {
+        let (subject, bundle, referrer) = (s2.clone(), b2.clone(), r2.clone());
+        async move {
+            let d = sha256(&subject);
+            if s.target == "/v2/app/manifests/v1" || s.target == format!("/v2/app/manifests/{d}") {
+                let body = if s.method == "HEAD" {
+                    Bytes::new()
+                } else {
+                    Bytes::from(subject)
+                };
+                return response(
+                    200,
+                    &[("content-type", OCI), ("docker-content-digest", &d)],
+                    full(body),
+                );
+            }
+            if s.target == format!("/v2/app/referrers/{d}") {
+                let index = referrers_index(&[(&referrer, BUNDLE)]);
+                return response(
+                    200,
+                    &[("content-type", "application/vnd.oci.image.index.v1+json")],
+                    full(index),
+                );
+            }
+            if s.target == format!("/v2/app/manifests/{}", sha256(&referrer)) {
+                return response(200, &[("content-type", OCI)], full(referrer));
+            }
+            if s.target == format!("/v2/app/blobs/{}", sha256(&bundle)) {
+                return response(200, &[], full(bundle));
+            }
+            response(
+                404,
+                &[],
+                full(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}"#),
+            )
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        keyless.join("production.trusted_root.json"),
+        dir.path().join("trusted_root.json"),
+    )
+    .unwrap();
+    for (identity, expect) in [
+        (
+            "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
+            "predicateType \"https://slsa.dev/provenance/v1\" is an attestation, not a signature",
+        ),
+        (
+            "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main",
+            "certificate is for identity \"https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/",
+        ),
+    ] {
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(
+            &policy,
+            format!("version = 1\n[verifiers.ci]\ntype = \"cosign\"\ntrusted_root = \"trusted_root.json\"\nidentity = {identity:?}\nissuer = {ISSUER:?}\n[default]\nrequire = \"signed\"\nsigned_by = \"ci\"\n"),
+        )
+        .unwrap();
+        let handle = Arc::new(PolicyHandle::load(&policy).unwrap_or_else(|e| panic!("{e:?}")));
+        let cfg = trustgate::config::Config::from_toml_str(&proxy_config(&[(UP, &up.url)], ""), "t.toml").unwrap();
+        let proxy = TestProxy::start_with_policy(cfg, handle).await;
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/app/manifests/v1", proxy.url))
+            .header("accept", OCI)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let msg = v["errors"][0]["message"].as_str().unwrap_or("").to_string();
+        assert!(msg.contains(&format!("referrer {}: {expect}", sha256(&referrer))), "{msg}");
+        proxy.shutdown().await;
+    }
+    // The bundle was fetched and read through the referrers API.
+    assert!(up
+        .seen()
+        .iter()
+        .any(|s| s.target == format!("/v2/app/blobs/{}", sha256(&bundle))));
+}
