@@ -118,3 +118,55 @@ impl CryptoProvider for RingProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair};
+
+    /// Both paths sigstore-verify takes (message and digest) accept a good ECDSA signature
+    /// and refuse a flipped one, on P-256 and P-384.
+    #[test]
+    fn ecdsa_verifies_over_messages_and_digests_and_refuses_flips() {
+        let rng = SystemRandom::new();
+        for (signing, scheme, hash) in [
+            (
+                &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                SigningScheme::EcdsaP256Sha256,
+                &ring::digest::SHA256,
+            ),
+            (
+                &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
+                SigningScheme::EcdsaP384Sha384,
+                &ring::digest::SHA384,
+            ),
+        ] {
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
+            let key = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref(), &rng).unwrap();
+            let public = key.public_key().as_ref();
+            let msg = b"cosign container image signature";
+            let good = key.sign(&rng, msg).unwrap().as_ref().to_vec();
+            let digest = ring::digest::digest(hash, msg);
+            let p = &RING_PROVIDER;
+            assert!(p.verify_raw(scheme, public, msg, &good).is_ok());
+            assert!(p
+                .verify_prehashed(scheme, public, digest.as_ref(), &good)
+                .is_ok());
+            let mut bad = good.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(p.verify_raw(scheme, public, msg, &bad).is_err());
+            assert!(p
+                .verify_prehashed(scheme, public, digest.as_ref(), &bad)
+                .is_err());
+            let other = ring::digest::digest(hash, b"another payload");
+            assert!(p
+                .verify_prehashed(scheme, public, other.as_ref(), &good)
+                .is_err());
+        }
+        assert!(RING_PROVIDER
+            .verify_prehashed(SigningScheme::RsaPkcs1Sha256, &[], &[0; 32], &[])
+            .is_err());
+    }
+}
