@@ -190,10 +190,7 @@ fn a_tampered_payload_is_refused() {
     let msg = verify_keyless_bundle(&a_txt(), b.to_string().as_bytes(), &p, PredicateRule::Any)
         .unwrap_err()
         .to_string();
-    assert!(
-        msg.to_lowercase().contains("signature") || msg.contains("mismatch"),
-        "{msg}"
-    );
+    assert!(msg.contains("DSSE signature verification failed"), "{msg}");
 }
 
 #[test]
@@ -212,7 +209,10 @@ fn an_entry_from_a_log_the_root_does_not_list_is_refused() {
     )
     .unwrap_err()
     .to_string();
-    assert!(msg.to_lowercase().contains("log"), "{msg}");
+    assert!(
+        msg.contains("No log key valid at integrated time 2024-12-16T18:42:56Z for log ID wNI9atQGlz+VWfO6LRygH4QUfY/8W4RFwiT5i5WRgB0="),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -145,7 +145,11 @@ fn a_log_time_outside_the_certificate_validity_is_refused() {
     let w = World::new();
     for t in [ISSUED - 60, ISSUED + 3600] {
         let e = check(&w.image, &w.sig(ID, ISSUER, &w.image, Some(t)), &w.policy()).unwrap_err();
-        assert!(e.starts_with("signature layer 0: "), "{e}");
+        assert!(
+            e.starts_with("signature layer 0: certificate chain is invalid: certificate chain validation failed: Cert")
+                && (e.contains("CertNotValidYet") || e.contains("CertExpired")),
+            "{e}"
+        );
     }
 }
 
@@ -160,7 +164,12 @@ fn an_entry_from_an_unknown_log_is_refused() {
         &w.policy_with_root(&root),
     )
     .unwrap_err();
-    assert!(e.to_lowercase().contains("log"), "{e}");
+    assert!(
+        e.contains(
+            "invalid inclusion promise: No log key valid at integrated time 2024-01-01T00:01:00Z"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -173,7 +182,7 @@ fn a_certificate_from_another_ca_is_refused() {
         &w.policy_with_root(&root),
     )
     .unwrap_err();
-    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert!(e.contains("certificate chain validation failed"), "{e}");
 }
 
 #[test]
@@ -186,7 +195,10 @@ fn a_tampered_set_or_payload_is_refused() {
         &format!("\\\"integratedTime\\\":{}", ISSUED + 61),
     );
     assert_ne!(moved.as_bytes(), &m[..]);
-    assert!(check(&w.image, &(moved.into_bytes(), p.clone()), &w.policy()).is_err());
+    assert_eq!(
+        check(&w.image, &(moved.into_bytes(), p.clone()), &w.policy()),
+        Err("signature layer 0: invalid inclusion promise: SET verification failed: Verification error: signature does not verify".to_string())
+    );
     // The payload changed after signing (its descriptor updated to match).
     let other = Digest::sha256_of(b"another image");
     let tampered = String::from_utf8(p.clone())
@@ -202,7 +214,10 @@ fn a_tampered_set_or_payload_is_refused() {
         &w.policy(),
     )
     .unwrap_err();
-    assert!(e.starts_with("signature layer 0: "), "{e}");
+    assert_eq!(
+        e,
+        "signature layer 0: invalid signature: signature verification failed: Verification error: signature does not verify"
+    );
 }
 
 #[test]
@@ -302,9 +317,7 @@ fn sct_is_required_unless_the_policy_turns_it_off() {
     p.sct = true;
     let e = check(&w.image, &sig, &p).unwrap_err();
     assert!(
-        e.contains("SCT")
-            || e.to_lowercase().contains("certificate transparency")
-            || e.contains("sct"),
+        e.contains("invalid signed certificate timestamp: certificate is missing SCT extension"),
         "{e}"
     );
     p.sct = false;
