@@ -50,8 +50,11 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    /// A whole-string regular expression (`^(?:pattern)$`).
+    /// A whole-string regular expression (`^(?:pattern)$`). The pattern must be valid on its
+    /// own first: a balanced pattern cannot escape the group (`a)|(b` would otherwise read as
+    /// `^(?:a)|(b)$`, whose second branch is unanchored).
     pub fn regex(pattern: &str) -> Result<Matcher, String> {
+        regex::Regex::new(pattern).map_err(|e| e.to_string())?;
         regex::Regex::new(&format!("^(?:{pattern})$"))
             .map(Matcher::Regex)
             .map_err(|e| e.to_string())
@@ -362,5 +365,27 @@ impl fmt::Display for KeylessProblem {
                 none(found)
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Matcher;
+
+    #[test]
+    fn regexes_match_whole_values_and_cannot_escape_their_anchors() {
+        let m = Matcher::regex(r"https://github\.com/org/.*").unwrap();
+        assert!(m.matches("https://github.com/org/app/.github/workflows/r.yml@refs/heads/main"));
+        assert!(!m.matches("https://evil.example/?https://github.com/org/x"));
+        assert!(!Matcher::regex("org")
+            .unwrap()
+            .matches("https://github.com/org/"));
+        // Would be `^(?:a)|(b)$` if spliced in unchecked: "xxb" would match.
+        assert!(Matcher::regex("a)|(b").is_err());
+        assert!(Matcher::regex("a|b").unwrap().matches("b"));
+        assert!(!Matcher::regex("a|b").unwrap().matches("xxb"));
+        assert_eq!(Matcher::regex("a|b").unwrap().to_string(), "matching /a|b/");
+        assert!(Matcher::Exact("x".into()).matches("x"));
+        assert!(!Matcher::Exact("x".into()).matches("x "));
     }
 }
