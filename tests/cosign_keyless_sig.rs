@@ -323,3 +323,46 @@ fn sct_is_required_unless_the_policy_turns_it_off() {
     p.sct = false;
     assert!(check(&w.image, &sig, &p).is_ok());
 }
+
+/// The bundle format on self-made material: accepted for the identity and a `cosign sign`
+/// statement naming the image; refused for another image and for an attestation.
+#[test]
+fn a_self_made_keyless_bundle_verifies_and_binds_the_image() {
+    use support::cosign::{statement, COSIGN_SIGN};
+    use support::keyless::keyless_bundle;
+    use trustgate::cosign::bundle::{BundleProblem, PredicateRule};
+    use trustgate::cosign::keyless::verify_keyless_bundle;
+    let w = World::new();
+    let leaf = w.fulcio.leaf(ID, ISSUER, None);
+    let b = keyless_bundle(
+        &leaf,
+        &w.rekor,
+        &statement(&w.image.to_string(), COSIGN_SIGN),
+        ISSUED + 5,
+    );
+    let ok = verify_keyless_bundle(&w.image, &b, &w.policy(), PredicateRule::CosignSign)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (ok.identity(), ok.integrated_time()),
+        (ID, Some(ISSUED + 5))
+    );
+    let other = Digest::sha256_of(b"another image");
+    let e = verify_keyless_bundle(&other, &b, &w.policy(), PredicateRule::CosignSign).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("names [{}], not {other}", w.image)),
+        "{e}"
+    );
+    let attest = keyless_bundle(
+        &leaf,
+        &w.rekor,
+        &statement(&w.image.to_string(), "https://slsa.dev/provenance/v1"),
+        ISSUED + 5,
+    );
+    let e = verify_keyless_bundle(&w.image, &attest, &w.policy(), PredicateRule::CosignSign)
+        .unwrap_err();
+    assert!(
+        matches!(e, BundleProblem::WrongPredicateType { .. }),
+        "{e:?}"
+    );
+}

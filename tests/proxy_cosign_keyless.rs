@@ -1,5 +1,6 @@
-//! Keyless cosign end to end: an in-process upstream holds images and keyless `.sig` tags
-//! (self-made Fulcio certificate and Rekor SET, tests/support/keyless.rs), trustgate in front
+//! Keyless cosign end to end: an in-process upstream holds images, keyless `.sig` tags and a
+//! keyless bundle referrer (self-made Fulcio certificates and Rekor SETs,
+//! tests/support/keyless.rs), trustgate in front
 //! with a policy naming a trusted_root.json, an identity and an issuer.
 mod support;
 
@@ -7,9 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use support::cosign::{payload, sha256, sig_tag};
+use support::cosign::{
+    payload, referrer_manifest, referrers_index, sha256, sig_tag, statement, BUNDLE, COSIGN_SIGN,
+};
 use support::fake_upstream::{full, response, FakeUpstream};
-use support::keyless::{annotations, keyless_sig_manifest, trusted_root, Fulcio, Rekor, ISSUED};
+use support::keyless::{
+    annotations, keyless_bundle, keyless_sig_manifest, trusted_root, Fulcio, Rekor, ISSUED,
+};
 use support::registry::{proxy_config, TestProxy};
 use trustgate::policy::PolicyHandle;
 
@@ -52,10 +57,32 @@ async fn keyless_sig_tags_are_verified_through_trustgate() {
         Some("https://github.com/mallory/fork/.github/workflows/release.yml@refs/heads/main"),
     );
     let unsigned = sign("dev", 3, None);
+    // cosign 3's format: a keyless bundle attached as a referrer of the image.
+    let bundled = image(4);
+    let bd = sha256(&bundled);
+    let leaf = fulcio.leaf(ID, ISSUER, Some("org/repo"));
+    let b = keyless_bundle(&leaf, &rekor, &statement(&bd, COSIGN_SIGN), ISSUED + 5);
+    let referrer = referrer_manifest(&bd, &b, BUNDLE);
+    let mut referrers: HashMap<String, Vec<u8>> = HashMap::new();
+    referrers.insert(bd.clone(), referrers_index(&[(&referrer, BUNDLE)]));
+    manifests.insert(sha256(&referrer), referrer);
+    blobs.insert(sha256(&b), b);
+    manifests.insert("v3".into(), bundled.clone());
+    manifests.insert(bd.clone(), bundled);
+    let referrers = Arc::new(referrers);
     let (manifests, blobs) = (Arc::new(manifests), Arc::new(blobs));
     let up = FakeUpstream::start(move |s| {
-        let (manifests, blobs) = (manifests.clone(), blobs.clone());
+        let (manifests, blobs, referrers) = (manifests.clone(), blobs.clone(), referrers.clone());
         async move {
+            if let Some(d) = s.target.strip_prefix("/v2/app/referrers/") {
+                if let Some(index) = referrers.get(d) {
+                    return response(
+                        200,
+                        &[("content-type", "application/vnd.oci.image.index.v1+json")],
+                        full(index.clone()),
+                    );
+                }
+            }
             if let Some(r) = s.target.strip_prefix("/v2/app/manifests/") {
                 if let Some(m) = manifests.get(r) {
                     let d = sha256(m);
@@ -76,7 +103,7 @@ async fn keyless_sig_tags_are_verified_through_trustgate() {
                     return response(200, &[], full(b.clone()));
                 }
             }
-            // No referrers API, no tag-schema index: the `.sig` tags decide.
+            // Otherwise no referrers (404), no tag-schema index: the `.sig` tags decide.
             response(
                 404,
                 &[],
@@ -122,6 +149,9 @@ async fn keyless_sig_tags_are_verified_through_trustgate() {
     let r = get("v1").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["docker-content-digest"], released.as_str());
+    let r = get("v3").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], bd.as_str());
 
     let (s, msg) = message(get("forged").await.unwrap()).await;
     assert_eq!(s, 403, "{msg}");
@@ -152,7 +182,6 @@ async fn keyless_sig_tags_are_verified_through_trustgate() {
 /// signature, so the pull is refused for that, and for the identity under another policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_keyless_bundle_referrer_is_checked_through_trustgate() {
-    use support::cosign::{referrer_manifest, referrers_index, BUNDLE};
     let keyless = std::path::Path::new("tests/fixtures/cosign/keyless");
     // The bundle's subject is a.txt; served as the "manifest" of tag v1 so its digest matches.
     let subject = std::fs::read(keyless.join("a.txt")).unwrap();

@@ -142,7 +142,12 @@ impl Rekor {
                 "signature": {"content": signature, "publicKey": {"content": STANDARD.encode(cert_pem)}},
             },
         });
-        let body = STANDARD.encode(serde_json::to_vec(&body).unwrap());
+        self.entry_of(&body, time)
+    }
+
+    /// The Rekor bundle (SET and entry) of any entry `body`, integrated at `time`.
+    pub fn entry_of(&self, body: &serde_json::Value, time: i64) -> String {
+        let body = STANDARD.encode(serde_json::to_vec(body).unwrap());
         let log_index = 42;
         // Canonical JSON (RFC 8785): keys sorted, no whitespace.
         let signed = format!(
@@ -227,4 +232,54 @@ pub fn annotations(
         a["dev.sigstore.cosign/bundle"] = b.into();
     }
     a
+}
+
+/// DSSE protocol.md PAE.
+fn pae(t: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!("DSSEv1 {} {} {} ", t.len(), t, body.len()).into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A keyless DSSE bundle over `statement`: signed by `leaf`, logged by `rekor` as a `dsse`
+/// v0.0.1 entry at `time` with an inclusion promise (SET). Bundle v0.1, the version whose
+/// rules admit a promise without an inclusion proof.
+pub fn keyless_bundle(leaf: &Leaf, rekor: &Rekor, statement: &[u8], time: i64) -> Vec<u8> {
+    let payload_type = super::cosign::INTOTO;
+    let sig = leaf.sign(&pae(payload_type, statement));
+    let body = serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": "00".repeat(32)},
+            "payloadHash": {"algorithm": "sha256",
+                "value": hex::encode(ring::digest::digest(&ring::digest::SHA256, statement))},
+            "signatures": [{"signature": sig, "verifier": STANDARD.encode(&leaf.pem)}],
+        },
+    });
+    let entry: serde_json::Value = serde_json::from_str(&rekor.entry_of(&body, time)).unwrap();
+    let der = x509_parser::pem::parse_x509_pem(leaf.pem.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    serde_json::to_vec(&serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": {
+            "x509CertificateChain": {"certificates": [{"rawBytes": STANDARD.encode(der)}]},
+            "tlogEntries": [{
+                "logIndex": entry["Payload"]["logIndex"].to_string(),
+                "logId": {"keyId": STANDARD.encode(hex::decode(rekor.log_id()).unwrap())},
+                "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+                "integratedTime": entry["Payload"]["integratedTime"].to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": entry["SignedEntryTimestamp"]},
+                "canonicalizedBody": entry["Payload"]["body"],
+            }],
+        },
+        "dsseEnvelope": {
+            "payload": STANDARD.encode(statement),
+            "payloadType": payload_type,
+            "signatures": [{"sig": sig, "keyid": ""}],
+        },
+    }))
+    .unwrap()
 }
