@@ -420,7 +420,7 @@ async fn huge_or_endless_signature_artifacts_are_refused() {
     // A payload blob longer than its descriptor says is cut off at the descriptor's size.
     let mut reg = signed_registry(&s, &image, std::slice::from_ref(&p));
     let mut longer = p.clone();
-    longer.extend(std::iter::repeat(b' ').take(10_000));
+    longer.extend(std::iter::repeat_n(b' ', 10_000));
     reg.blobs.insert(sha256(&p), longer);
     let e = verify_digest(&reg, &image, &[test_key(&s)], &limits)
         .await

@@ -109,7 +109,7 @@ fn cosign_verifier_errors_name_line_and_field() {
         "{}",
         e[2]
     );
-    assert!(e[3].starts_with("policy.toml:5: verifiers.release.identity: not supported yet: this version verifies cosign signatures with public keys only"), "{}", e[3]);
+    assert!(e[3].starts_with("policy.toml:5: verifiers.release.identity: is a keyless setting: a keyless verifier names `trusted_root"), "{}", e[3]);
     assert_eq!(
         e[4],
         "policy.toml:6: verifiers.release.colour: unknown key; expected one of type, keys, tlog"
@@ -120,7 +120,7 @@ fn cosign_verifier_errors_name_line_and_field() {
         e,
         [
             "policy.toml:3: verifiers.release.keys: expected at least one PEM public key file, found an empty array",
-            "policy.toml:4: verifiers.release.tlog: tlog = true is not supported yet (no Rekor verification in this version); set tlog = false to verify with keys alone",
+            "policy.toml:4: verifiers.release.tlog: tlog = true is not supported with keys yet (Rekor entries are verified for keyless verifiers, with a trusted_root); set tlog = false to verify with keys alone",
         ]
     );
     let e = errors("[verifiers.x]\ntype = \"sigstore\"\n[verifiers.y]\nkeys = []\n[verifiers.default]\ntype = \"cosign\"\n");
@@ -166,5 +166,72 @@ fn signed_by_errors_name_line_and_field() {
             "policy.toml:19: rules[2].signed_by.all_of: give `any_of` or `all_of`, not both",
             "policy.toml:23: rules[3].signed_by.all_of: expected at least one verifier name, found an empty array",
         ]
+    );
+}
+
+fn keyless_dir() -> tempfile::TempDir {
+    let d = dir();
+    std::fs::copy(
+        "tests/fixtures/cosign/keyless/production.trusted_root.json",
+        d.path().join("trusted_root.json"),
+    )
+    .unwrap();
+    std::fs::write(d.path().join("bad_root.json"), "{\"mediaType\": 1}").unwrap();
+    d
+}
+
+#[test]
+fn keyless_cosign_verifiers_load_with_both_identity_and_issuer() {
+    let d = keyless_dir();
+    let p = load(d.path(), "version = 1\n[verifiers.ci]\ntype = \"cosign\"\ntrusted_root = \"trusted_root.json\"\nidentity_regex = 'https://github\\.com/org/.*'\nissuer = \"https://token.actions.githubusercontent.com\"\ngithub_workflow_repository = \"org/repo\"\n[default]\nrequire = \"signed\"\nsigned_by = \"ci\"\n")
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+    let explained =
+        trustgate::policy::explain(&p, "docker.io/org/app:v1").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        explained.contains("transparency log required, SCT required"),
+        "{explained}"
+    );
+    assert!(explained.contains("for identity matching /https://github\\.com/org/.*/ issued by \"https://token.actions.githubusercontent.com\", github_workflow_repository \"org/repo\""), "{explained}");
+}
+
+#[test]
+fn keyless_cosign_errors_name_line_and_field() {
+    let d = keyless_dir();
+    let e = match load(d.path(), "[verifiers.ci]\ntype = \"cosign\"\ntrusted_root = \"trusted_root.json\"\nkeys = [\"release.pub\"]\nidentity = \"a@b\"\nidentity_regex = \"a.*\"\n") {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        e,
+        [
+            "policy.toml:1: verifiers.ci.issuer: missing; expected issuer = \"<OIDC issuer URL>\" or issuer_regex = \"<regular expression>\" (keyless verification requires both the identity and its issuer)",
+            "policy.toml:4: verifiers.ci.keys: give `keys` (keyed verification) or `trusted_root` (keyless), not both; use two verifiers and `signed_by = { any_of = [...] }` to accept either",
+            "policy.toml:6: verifiers.ci.identity_regex: give `identity` or `identity_regex`, not both",
+        ],
+        "{e:#?}"
+    );
+    let e = load(d.path(), "[verifiers.ci]\ntype = \"cosign\"\ntrusted_root = \"bad_root.json\"\nissuer_regex = \"(\"\nsct = \"no\"\n").err().unwrap();
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].starts_with("policy.toml:1: verifiers.ci.identity: missing; expected identity = "),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("policy.toml:3: verifiers.ci.trusted_root: file ")
+            && e[1].contains("bad_root.json")
+            && e[1].contains("is not a Sigstore trusted root"),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].starts_with("policy.toml:4: verifiers.ci.issuer_regex: expected a regular expression"),
+        "{}",
+        e[2]
+    );
+    assert!(
+        e[3].starts_with("policy.toml:5: verifiers.ci.sct: "),
+        "{}",
+        e[3]
     );
 }

@@ -701,7 +701,7 @@ fn der_to_raw(der: &[u8], width: usize) -> Vec<u8> {
         while v.len() > width && v[0] == 0 {
             v = &v[1..];
         }
-        out.extend(std::iter::repeat(0).take(width - v.len()));
+        out.extend(std::iter::repeat_n(0, width - v.len()));
         out.extend_from_slice(v);
         i += 2 + len;
     }

@@ -615,7 +615,7 @@ async fn touch_if_stale(path: &Path, modified: Option<std::time::SystemTime>) ->
     let now = std::time::SystemTime::now();
     let stale = modified
         .and_then(|m| now.duration_since(m).ok())
-        .map_or(true, |age| age > TOUCH_AFTER);
+        .is_none_or(|age| age > TOUCH_AFTER);
     if stale {
         let p = path.to_path_buf();
         let _ = tokio::task::spawn_blocking(move || {

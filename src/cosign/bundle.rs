@@ -66,6 +66,8 @@ pub enum BundleProblem {
     NotKeyed {
         found: &'static str,
     },
+    /// The keyless verifier's refusal.
+    Keyless(super::keyless::KeylessProblem),
     NoDsseEnvelope,
     WrongPayloadType {
         found: String,
@@ -103,8 +105,9 @@ impl fmt::Display for BundleProblem {
             }
             BundleProblem::NotKeyed { found } => write!(
                 f,
-                "bundle is keyless ({found}); keyless cosign verification is not supported yet"
+                "bundle is keyless ({found}), and this verifier trusts keys only (a keyless verifier names a trusted_root, identity and issuer)"
             ),
+            BundleProblem::Keyless(p) => write!(f, "{p}"),
             BundleProblem::NoDsseEnvelope => {
                 write!(f, "bundle has no dsseEnvelope (cosign signs images with DSSE)")
             }
@@ -212,33 +215,34 @@ fn b64(s: &str, field: &'static str) -> Result<Vec<u8>, BundleProblem> {
         .ok_or(BundleProblem::NotBase64 { field })
 }
 
-/// Whether `bundle` is a v0.3 bundle whose DSSE signature verifies with one of `keys` over an
-/// in-toto statement with a subject whose sha256 is `expected`.
-pub fn verify_bundle(
-    expected: &Digest,
-    bundle: &[u8],
-    keys: &[CosignKey],
-    predicate: PredicateRule,
-) -> Result<KeyVerified, BundleProblem> {
+/// The parts of a bundle both verifiers read, before any signature is checked.
+pub(super) struct Parsed {
+    /// `Some(what)` when the bundle carries a certificate (keyless).
+    pub certificate: Option<&'static str>,
+    pub hint: Option<String>,
+    pub payload_type: String,
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// Media type, one DSSE envelope with exactly one signature over an in-toto payload.
+pub(super) fn parse(bundle: &[u8], media_types: &[&str]) -> Result<Parsed, BundleProblem> {
     let b: Bundle = serde_json::from_slice(bundle).map_err(|e| BundleProblem::NotJson {
         reason: e.to_string(),
     })?;
-    if b.media_type != BUNDLE_MEDIA_TYPE {
+    if !media_types.contains(&b.media_type.as_str()) {
         return Err(BundleProblem::WrongMediaType {
             found: b.media_type,
         });
     }
     let m = b.verification_material;
-    if m.certificate.is_some() {
-        return Err(BundleProblem::NotKeyed {
-            found: "a certificate",
-        });
-    }
-    if m.x509_certificate_chain.is_some() {
-        return Err(BundleProblem::NotKeyed {
-            found: "an x509CertificateChain",
-        });
-    }
+    let certificate = if m.certificate.is_some() {
+        Some("a certificate")
+    } else if m.x509_certificate_chain.is_some() {
+        Some("an x509CertificateChain")
+    } else {
+        None
+    };
     let hint = m.public_key.and_then(|k| k.hint);
     let env = b.dsse_envelope.ok_or(BundleProblem::NoDsseEnvelope)?;
     if env.payload_type != INTOTO_PAYLOAD_TYPE {
@@ -251,16 +255,50 @@ pub fn verify_bundle(
             found: env.signatures.len(),
         });
     }
-    let payload = b64(&env.payload, "dsseEnvelope.payload")?;
-    let signature = b64(&env.signatures[0].sig, "dsseEnvelope.signatures[0].sig")?;
-    let signed = pae(&env.payload_type, &payload);
+    Ok(Parsed {
+        certificate,
+        hint,
+        payload: b64(&env.payload, "dsseEnvelope.payload")?,
+        signature: b64(&env.signatures[0].sig, "dsseEnvelope.signatures[0].sig")?,
+        payload_type: env.payload_type,
+    })
+}
+
+/// Whether `bundle` is a v0.3 bundle whose DSSE signature verifies with one of `keys` over an
+/// in-toto statement with a subject whose sha256 is `expected`.
+pub fn verify_bundle(
+    expected: &Digest,
+    bundle: &[u8],
+    keys: &[CosignKey],
+    predicate: PredicateRule,
+) -> Result<KeyVerified, BundleProblem> {
+    let p = parse(bundle, &[BUNDLE_MEDIA_TYPE])?;
+    if let Some(found) = p.certificate {
+        return Err(BundleProblem::NotKeyed { found });
+    }
+    let signed = pae(&p.payload_type, &p.payload);
     let key = keys
         .iter()
-        .find(|k| k.key().verify(&signed, &signature))
-        .ok_or(BundleProblem::NoKeyVerifies { hint })?;
+        .find(|k| k.key().verify(&signed, &p.signature))
+        .ok_or(BundleProblem::NoKeyVerifies { hint: p.hint })?;
     // Only now, over signed bytes: what the statement says.
+    check_statement(expected, &p.payload, predicate)?;
+    Ok(KeyVerified::new(
+        *expected,
+        key,
+        SignatureFormat::SigstoreBundle,
+    ))
+}
+
+/// The in-toto rules over a *verified* payload: a known Statement type, cosign's predicate
+/// type (under [`PredicateRule::CosignSign`]), and a subject naming `expected`.
+pub(super) fn check_statement(
+    expected: &Digest,
+    payload: &[u8],
+    predicate: PredicateRule,
+) -> Result<(), BundleProblem> {
     let st: Statement =
-        serde_json::from_slice(&payload).map_err(|e| BundleProblem::StatementNotJson {
+        serde_json::from_slice(payload).map_err(|e| BundleProblem::StatementNotJson {
             reason: e.to_string(),
         })?;
     if !STATEMENT_TYPES.contains(&st.kind.as_str()) {
@@ -279,21 +317,28 @@ pub fn verify_bundle(
         .iter()
         .any(|s| s.digest.get("sha256").map(String::as_str) == Some(want_hex))
     {
-        let found = st
-            .subject
-            .iter()
-            .map(|s| match s.digest.get("sha256") {
-                Some(h) => format!("sha256:{h}"),
-                None => "a subject without a sha256 digest".to_string(),
-            })
-            .collect();
-        return Err(BundleProblem::OtherSubject { found });
+        return Err(BundleProblem::OtherSubject {
+            found: subjects(&st),
+        });
     }
-    Ok(KeyVerified::new(
-        *expected,
-        key,
-        SignatureFormat::SigstoreBundle,
-    ))
+    Ok(())
+}
+
+/// What a statement's subjects name, for refusals (`[]` when it does not parse).
+pub(super) fn statement_subjects(payload: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<Statement>(payload)
+        .map(|st| subjects(&st))
+        .unwrap_or_default()
+}
+
+fn subjects(st: &Statement) -> Vec<String> {
+    st.subject
+        .iter()
+        .map(|s| match s.digest.get("sha256") {
+            Some(h) => format!("sha256:{h}"),
+            None => "a subject without a sha256 digest".to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,7 +8,11 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use super::referrers::{verify_referrers, ReferrersPage};
+use super::bundle::PredicateRule;
+use super::keyless::{
+    verify_keyless_bundle, verify_keyless_layers, KeylessPolicy, KeylessVerified,
+};
+use super::referrers::{check_referrers, verify_referrers, ReferrersPage};
 use super::simple_signing::describe_keys;
 use super::{
     parse_signature_manifest, signature_tag, verify, CosignLimits, CosignRefusal, KeyVerified,
@@ -93,6 +97,37 @@ pub async fn verify_digest<R: Registry>(
     }
 }
 
+/// Whether `digest` carries a keyless cosign signature satisfying `policy`, found as
+/// [`verify_digest`] finds keyed ones (bundle referrers first, then the `.sig` tag).
+pub async fn verify_digest_keyless<R: Registry>(
+    registry: &R,
+    digest: &Digest,
+    policy: &KeylessPolicy,
+    limits: &CosignLimits,
+) -> Result<KeylessVerified, CosignRefusal> {
+    let refused = |found| CosignRefusal::NoValidKeyless {
+        digest: *digest,
+        expected: policy.describe(),
+        found,
+    };
+    let check = |b: &[u8]| verify_keyless_bundle(digest, b, policy, PredicateRule::CosignSign);
+    let mut found = match check_referrers(registry, digest, limits, check).await? {
+        Ok(k) => return Ok(k),
+        Err(problems) => problems,
+    };
+    match fetch_simple_signing(registry, digest, limits).await {
+        Ok((manifest, layers)) => match verify_keyless_layers(digest, &manifest, &layers, policy) {
+            Ok(k) => Ok(k),
+            Err(legacy) => {
+                found.extend(legacy);
+                Err(refused(found))
+            }
+        },
+        Err(CosignRefusal::NotSigned { .. }) if !found.is_empty() => Err(refused(found)),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `digest` carries a simple-signing signature by one of `keys`.
 pub async fn verify_simple_signing<R: Registry>(
     registry: &R,
@@ -100,6 +135,17 @@ pub async fn verify_simple_signing<R: Registry>(
     keys: &[CosignKey],
     limits: &CosignLimits,
 ) -> Result<KeyVerified, CosignRefusal> {
+    let (_, layers) = fetch_simple_signing(registry, digest, limits).await?;
+    verify(digest, &layers, keys)
+}
+
+/// The `sha256-<hex>.sig` manifest of `digest` and its simple-signing layers with their
+/// payload blobs, every read bounded.
+async fn fetch_simple_signing<R: Registry>(
+    registry: &R,
+    digest: &Digest,
+    limits: &CosignLimits,
+) -> Result<(Bytes, Vec<(super::SignatureLayer, Bytes)>), CosignRefusal> {
     let tag = signature_tag(digest);
     let unavailable = |reason: String| CosignRefusal::Unavailable {
         digest: *digest,
@@ -152,5 +198,5 @@ pub async fn verify_simple_signing<R: Registry>(
         };
         with_payloads.push((layer, payload));
     }
-    verify(digest, &with_payloads, keys)
+    Ok((manifest, with_payloads))
 }

@@ -1,4 +1,4 @@
-//! Sigstore cosign, keyed, in both formats: cosign 3's default Sigstore bundle v0.3 referrers
+//! Sigstore cosign, keyed and keyless ([`keyless`]), in both formats: cosign 3's default Sigstore bundle v0.3 referrers
 //! ([`bundle`], found by [`referrers`]) and cosign ≤ 2's simple-signing `.sig` tags.
 //!
 //! Flow (sigstore/cosign `specs/SIGNATURE_SPEC.md`): the image digest `sha256:<hex>` has its
@@ -14,6 +14,7 @@
 
 pub mod bundle;
 pub mod fetch;
+pub mod keyless;
 mod keys;
 pub mod referrers;
 mod simple_signing;
@@ -92,6 +93,7 @@ pub fn exercise_parsers(data: &[u8]) {
     let _ = bundle::verify_bundle(&digest, data, &[], bundle::PredicateRule::Any);
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = referrers::next_page(s, &digest);
+        let _ = keyless::TrustedRoot::from_json(std::path::Path::new("fuzz.json"), s);
     }
 }
 

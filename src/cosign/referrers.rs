@@ -20,7 +20,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::bundle::{verify_bundle, PredicateRule, BUNDLE_MEDIA_TYPE};
+use super::bundle::{verify_bundle, BundleProblem, PredicateRule, BUNDLE_MEDIA_TYPE};
 use super::fetch::{FetchError, Registry};
 use super::{CosignLimits, CosignRefusal, KeyVerified};
 use crate::policy::CosignKey;
@@ -367,6 +367,19 @@ pub async fn verify_referrers<R: Registry>(
     keys: &[CosignKey],
     limits: &CosignLimits,
 ) -> Result<Result<KeyVerified, Vec<String>>, CosignRefusal> {
+    check_referrers(registry, digest, limits, |bundle| {
+        verify_bundle(digest, bundle, keys, PredicateRule::CosignSign)
+    })
+    .await
+}
+
+/// As [`verify_referrers`], with `check` deciding each bundle (keyed or keyless).
+pub async fn check_referrers<R: Registry, P>(
+    registry: &R,
+    digest: &Digest,
+    limits: &CosignLimits,
+    check: impl Fn(&[u8]) -> Result<P, BundleProblem>,
+) -> Result<Result<P, Vec<String>>, CosignRefusal> {
     let mut problems = Vec::new();
     for entry in discover(registry, digest, limits).await? {
         let name = format!("referrer {}", entry.digest);
@@ -434,7 +447,7 @@ pub async fn verify_referrers<R: Registry>(
                 ));
                 continue;
             }
-            match verify_bundle(digest, &bundle, keys, PredicateRule::CosignSign) {
+            match check(&bundle) {
                 Ok(k) => return Ok(Ok(k)),
                 Err(p) => problems.push(format!("{name}: {p}")),
             }

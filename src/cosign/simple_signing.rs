@@ -100,6 +100,13 @@ pub enum LayerProblem {
     OtherDigest {
         found: String,
     },
+    /// A keyless annotation (certificate, Rekor bundle, timestamp) that does not parse.
+    BadAnnotation {
+        name: &'static str,
+        reason: String,
+    },
+    /// The keyless verifier's refusal.
+    Keyless(super::keyless::KeylessProblem),
 }
 
 impl fmt::Display for LayerProblem {
@@ -131,6 +138,10 @@ impl fmt::Display for LayerProblem {
             LayerProblem::OtherDigest { found } => {
                 write!(f, "signed payload is for {found}")
             }
+            LayerProblem::BadAnnotation { name, reason } => {
+                write!(f, "annotation {name}: {reason}")
+            }
+            LayerProblem::Keyless(p) => write!(f, "{p}"),
         }
     }
 }
@@ -148,6 +159,14 @@ pub enum CosignRefusal {
         /// `SHA256:<hex> (path)` of each configured key.
         keys: String,
         /// One line per examined layer: what it held instead.
+        found: Vec<String>,
+    },
+    #[error("no cosign signature for {digest} is {expected}: {}", found.join("; "))]
+    NoValidKeyless {
+        digest: Digest,
+        /// [`super::keyless::KeylessPolicy::describe`].
+        expected: String,
+        /// One line per examined signature: what it held instead.
         found: Vec<String>,
     },
     /// The registry could not be asked (transient; fail closed with 503).
@@ -280,14 +299,7 @@ fn verify_layer(
     payload: &[u8],
     keys: &[CosignKey],
 ) -> Result<KeyVerified, LayerProblem> {
-    // The payload is the blob the descriptor names, whatever the fetcher did.
-    let actual = Digest::sha256_of(payload);
-    if actual != layer.digest {
-        return Err(LayerProblem::PayloadDigestMismatch {
-            expected: layer.digest,
-            actual,
-        });
-    }
+    check_blob(layer, payload)?;
     let b64 = layer
         .signature
         .as_deref()
@@ -300,6 +312,29 @@ fn verify_layer(
         .find(|k| k.key().verify(payload, &signature))
         .ok_or(LayerProblem::NoKeyVerifies)?;
     // Only now, over signed bytes: what the signature says.
+    check_payload(expected, payload)?;
+    Ok(KeyVerified::new(
+        *expected,
+        key,
+        SignatureFormat::SimpleSigning,
+    ))
+}
+
+/// The payload blob is the one the descriptor names (whatever the fetcher did).
+pub(super) fn check_blob(layer: &SignatureLayer, payload: &[u8]) -> Result<(), LayerProblem> {
+    let actual = Digest::sha256_of(payload);
+    if actual != layer.digest {
+        return Err(LayerProblem::PayloadDigestMismatch {
+            expected: layer.digest,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// SIGNATURE_SPEC.md over a *verified* payload: `critical.type`, and
+/// `critical.image.docker-manifest-digest` equal to the digest served.
+pub(super) fn check_payload(expected: &Digest, payload: &[u8]) -> Result<(), LayerProblem> {
     let p: Payload = serde_json::from_slice(payload).map_err(|e| LayerProblem::PayloadNotJson {
         reason: e.to_string(),
     })?;
@@ -313,11 +348,7 @@ fn verify_layer(
     if named != expected.to_string() {
         return Err(LayerProblem::OtherDigest { found: named });
     }
-    Ok(KeyVerified::new(
-        *expected,
-        key,
-        SignatureFormat::SimpleSigning,
-    ))
+    Ok(())
 }
 
 /// The keys as refusals name them: algorithm, fingerprint and the file they came from.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Enforcer;
-use crate::cosign::fetch::{verify_digest, FetchError, Registry};
+use crate::cosign::fetch::{verify_digest, verify_digest_keyless, FetchError, Registry};
+use crate::cosign::keyless::KeylessVerified;
 use crate::cosign::{CosignLimits, CosignRefusal, KeyVerified};
 use crate::metrics::DecisionReason;
 use crate::policy::CosignVerifier;
@@ -47,11 +48,18 @@ pub(super) fn resolved_digest(
     }
 }
 
-/// (policy generation, verifier name, key fingerprints, digest).
+/// (policy generation, verifier name, key fingerprints or keyless requirement, digest).
 pub(super) type ResultKey = (u64, String, String, String);
 
+/// What a cosign verifier proved (keyed or keyless), as cached.
+#[derive(Debug, Clone)]
+pub(super) enum Proof {
+    Key(KeyVerified),
+    Keyless(KeylessVerified),
+}
+
 pub(super) struct CosignResults {
-    cache: moka::future::Cache<ResultKey, KeyVerified>,
+    cache: moka::future::Cache<ResultKey, Proof>,
     limits: CosignLimits,
 }
 
@@ -71,7 +79,8 @@ impl CosignResults {
 
 impl Enforcer {
     /// `resolved` is the tag's digest at the upstream (resolved once per pull, shared by every
-    /// cosign verifier of the rule).
+    /// cosign verifier of the rule). A keyless verifier runs the same discovery (bundle
+    /// referrers, then the `.sig` tag) and differs only in what decides each signature.
     pub(super) async fn cosign<R: Registry>(
         &self,
         name: &str,
@@ -81,7 +90,13 @@ impl Enforcer {
         resolved: &Result<Digest, FetchError>,
         registry: &R,
     ) -> Result<Verified, Refusal> {
-        let expected = crate::cosign::describe_keys(v.keys());
+        let expected = match v.keyless() {
+            Some(k) => k.describe(),
+            None => format!(
+                "a signature by [{}]",
+                crate::cosign::describe_keys(v.keys())
+            ),
+        };
         let refuse = |reason, message: String, unavailable| Refusal {
             verifier: name.to_string(),
             reason,
@@ -89,36 +104,49 @@ impl Enforcer {
             unavailable,
         };
         let digest = resolved_digest(name, tag, resolved)?;
-        let fingerprints: Vec<&str> = v.keys().iter().map(|k| k.key().fingerprint()).collect();
-        let key: ResultKey = (
-            generation,
-            name.to_string(),
-            fingerprints.join(","),
-            digest.to_string(),
-        );
+        let trust = match v.keyless() {
+            Some(_) => expected.clone(),
+            None => {
+                let fingerprints: Vec<&str> =
+                    v.keys().iter().map(|k| k.key().fingerprint()).collect();
+                fingerprints.join(",")
+            }
+        };
+        let key: ResultKey = (generation, name.to_string(), trust, digest.to_string());
         let limits = self.cosign.limits;
         let result = self
             .cosign
             .cache
             .try_get_with(key, async move {
-                verify_digest(registry, &digest, v.keys(), &limits).await
+                match v.keyless() {
+                    Some(k) => verify_digest_keyless(registry, &digest, k, &limits)
+                        .await
+                        .map(Proof::Keyless),
+                    None => verify_digest(registry, &digest, v.keys(), &limits)
+                        .await
+                        .map(Proof::Key),
+                }
             })
             .await;
         match result {
-            Ok(k) => Ok(Verified::from_cosign(name, &k)),
+            Ok(Proof::Key(k)) => Ok(Verified::from_cosign(name, &k)),
+            Ok(Proof::Keyless(k)) => Ok(Verified::from_cosign_keyless(name, &k)),
             Err(e) => {
                 let e: Arc<CosignRefusal> = e;
                 let (reason, unavailable) = match e.as_ref() {
                     CosignRefusal::NotSigned { .. } => (DecisionReason::TagNotSigned, false),
-                    CosignRefusal::BadArtifact { .. } | CosignRefusal::NoValidSignature { .. } => {
+                    CosignRefusal::BadArtifact { .. }
+                    | CosignRefusal::NoValidSignature { .. }
+                    | CosignRefusal::NoValidKeyless { .. } => {
                         (DecisionReason::SignatureInvalid, false)
                     }
                     CosignRefusal::Unavailable { .. } => (DecisionReason::TrustUnreachable, true),
                 };
                 let message = match e.as_ref() {
-                    // Already names the keys it expected.
-                    CosignRefusal::NoValidSignature { .. } => format!("tag {tag}: {e}"),
-                    _ => format!("tag {tag}: {e} (expected a signature by [{expected}])"),
+                    // Already name what they expected.
+                    CosignRefusal::NoValidSignature { .. }
+                    | CosignRefusal::NoValidKeyless { .. } => format!("tag {tag}: {e}"),
+                    _ => format!("tag {tag}: {e} (expected {expected})"),
                 };
                 Err(refuse(reason, message, unavailable))
             }

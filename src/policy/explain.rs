@@ -138,6 +138,17 @@ fn verifier(out: &mut String, v: &Verifier, img: &ImageRef) {
                 }
             }
         }
+        VerifierKind::Cosign(c) if c.keyless().is_some() => {
+            if let Some(k) = c.keyless() {
+                let _ = writeln!(
+                    out,
+                    "  signatures:   keyless: Sigstore bundle referrers, then tag sha256-<hex>.sig; transparency log {}, SCT {}",
+                    if k.tlog { "required" } else { "not required (a TSA timestamp must date the signature)" },
+                    if k.sct { "required" } else { "not required" },
+                );
+                let _ = writeln!(out, "  requires:     {}", k.describe());
+            }
+        }
         VerifierKind::Cosign(c) => {
             let _ = writeln!(
                 out,

@@ -12,6 +12,7 @@
 //! scopes go to the rule written first; with no match, the default applies.
 
 pub mod cli;
+mod cosign_keyless;
 mod decide;
 mod error;
 mod explain;

@@ -219,12 +219,18 @@ impl NotationVerifier {
 /// `type = "cosign"`.
 #[derive(Debug, Clone)]
 pub struct CosignVerifier {
+    /// Keyed: the trusted keys (empty for a keyless verifier).
     pub(crate) keys: Vec<CosignKey>,
+    /// Keyless: the trusted root and the identity it must certify.
+    pub(crate) keyless: Option<Arc<crate::cosign::keyless::KeylessPolicy>>,
 }
 
 impl CosignVerifier {
     pub fn keys(&self) -> &[CosignKey] {
         &self.keys
+    }
+    pub fn keyless(&self) -> Option<&Arc<crate::cosign::keyless::KeylessPolicy>> {
+        self.keyless.as_ref()
     }
 }
 

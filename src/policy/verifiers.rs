@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::cosign_keyless::KEYLESS_KEYS;
 use super::error::PolicyErrorKind;
 use super::load::{at_line, expected_words, Builder, NOTARY_KEYS};
 use super::model::{
@@ -16,22 +17,20 @@ use crate::cosign::PublicKey;
 const TYPES: &[&str] = &["notary", "cosign", "notation"];
 const NOTATION_KEYS: &[&str] = &["type", "config_dir", "crl_dir"];
 const COSIGN_KEYS: &[&str] = &["type", "keys", "tlog"];
-/// cosign settings a later version will support. Named here so that a policy written for
-/// keyless verification fails with "not supported yet", not with a bare "unknown key", and
-/// never loads as a weaker keyed check.
+/// Keyless-only settings: in a keyed verifier (one with `keys`) they are refused with a
+/// pointer to `trusted_root`, never ignored (a policy meaning "this identity" must not load
+/// as "any holder of these keys").
 const COSIGN_LATER: &[&str] = &[
     "identity",
-    "identity_regexp",
+    "identity_regex",
     "issuer",
-    "issuer_regexp",
-    "trusted_root",
+    "issuer_regex",
     "github_workflow_repository",
     "github_workflow_ref",
     "github_workflow_sha",
     "github_workflow_name",
     "github_workflow_trigger",
-    "rekor_keys",
-    "ignore_sct",
+    "sct",
 ];
 const SIGNED_BY_KEYS: &[&str] = &["any_of", "all_of"];
 
@@ -107,6 +106,13 @@ impl Builder<'_> {
             let ok = self.only_keys(&t, NOTATION_KEYS, &[]);
             let notation = self.notation(&t);
             VerifierKind::Notation(notation.filter(|_| ok)?)
+        } else if t.get("trusted_root").is_some() {
+            let ok = self.only_keys(&t, KEYLESS_KEYS, &["keys"]);
+            let keyless = self.cosign_keyless(&t);
+            VerifierKind::Cosign(CosignVerifier {
+                keys: Vec::new(),
+                keyless: Some(Arc::new(keyless.filter(|_| ok)?)),
+            })
         } else {
             let ok = self.only_keys(&t, COSIGN_KEYS, COSIGN_LATER);
             let cosign = self.cosign(&t);
@@ -122,13 +128,14 @@ impl Builder<'_> {
     fn only_keys(&mut self, t: &TableReader<'_>, allowed: &[&str], later: &[&str]) -> bool {
         let mut ok = true;
         for f in &t.fields {
-            if allowed.contains(&f.key) {
+            // `keys` beside `trusted_root` is reported by the keyless parser.
+            if allowed.contains(&f.key) || (f.key == "keys" && later.contains(&"keys")) {
                 continue;
             }
             ok = false;
             let kind = if later.contains(&f.key) {
                 PolicyErrorKind::Conflict {
-                    reason: "not supported yet: this version verifies cosign signatures with public keys only (keyless identity/issuer checks with a trusted_root.json come later); use `keys`".into(),
+                    reason: "is a keyless setting: a keyless verifier names `trusted_root = \"<trusted_root.json>\"` (with identity and issuer) instead of `keys`".into(),
                 }
             } else {
                 PolicyErrorKind::UnknownKey {
@@ -191,14 +198,14 @@ impl Builder<'_> {
                     t.line,
                     &t.child_path("tlog"),
                     PolicyErrorKind::Missing {
-                        expected: "tlog = false (transparency-log checks are not supported yet, so the policy must say it does without them, as `cosign verify --insecure-ignore-tlog` does)".into(),
+                        expected: "tlog = false (keyed verification does not check Rekor entries, so the policy must say it does without them, as `cosign verify --insecure-ignore-tlog` does; keyless verifiers with a trusted_root check the log)".into(),
                     },
                 );
                 None
             }
             Some(f) => match self.ctx.bool(f) {
                 Some(b) if b.value => {
-                    let reason = "tlog = true is not supported yet (no Rekor verification in this version); set tlog = false to verify with keys alone".into();
+                    let reason = "tlog = true is not supported with keys yet (Rekor entries are verified for keyless verifiers, with a trusted_root); set tlog = false to verify with keys alone".into();
                     self.ctx
                         .push(f.line, &f.path, PolicyErrorKind::Conflict { reason });
                     None
@@ -221,7 +228,10 @@ impl Builder<'_> {
             Some(f) => self.cosign_keys(f),
         };
         tlog?;
-        Some(CosignVerifier { keys: keys? })
+        Some(CosignVerifier {
+            keys: keys?,
+            keyless: None,
+        })
     }
 
     fn cosign_keys(&mut self, f: &Field<'_>) -> Option<Vec<CosignKey>> {

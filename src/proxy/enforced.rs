@@ -349,7 +349,7 @@ async fn fetch_verified_bytes(
 ) -> Result<FetchedManifest, RegistryError> {
     let scope = format!("{}/{}", ctx.upstream_name(), repo);
     let key = digest.to_string();
-    let len_ok = |n: usize| expected_len.map_or(true, |l| l == n as u64);
+    let len_ok = |n: usize| expected_len.is_none_or(|l| l == n as u64);
     if let Some(c) = state.manifests.get(&scope, &key).await {
         if len_ok(c.bytes.len()) {
             return Ok(FetchedManifest {

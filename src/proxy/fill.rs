@@ -357,7 +357,7 @@ impl FillTask {
             // previous write is done, so a slow upstream's bytes reach followers as they
             // arrive; while a write is busy they gather into one larger write (so a fast
             // upstream costs few blocking calls and few follower wake-ups).
-            let idle = in_flight.as_ref().map_or(true, |(w, _, _)| w.is_finished());
+            let idle = in_flight.as_ref().is_none_or(|(w, _, _)| w.is_finished());
             let enough = batch_len >= MIN_WRITE || timed_out;
             if batch_len > 0 && ((idle && enough) || batch_len >= WRITE_BATCH || last) {
                 // One write in flight at a time, overlapping the next batch's arrival.

@@ -3,7 +3,7 @@
 //!
 //! A `Verified` is built only from another system's own proof — Notary's
 //! [`VerifiedTarget`] (only `trust` builds one) or cosign's [`KeyVerified`] (only
-//! `cosign::verify` builds one) — and the serving functions take it, so a path that skipped
+//! `cosign::verify` builds one) or `KeylessVerified` (only `cosign::keyless` builds one) — and the serving functions take it, so a path that skipped
 //! a check does not compile (DESIGN.md practice 1).
 
 use std::fmt;
@@ -84,6 +84,24 @@ impl Verified {
                 verifier: verifier.to_string(),
                 system: System::Cosign,
                 identity: format!("key {}", k.key_fingerprint()),
+            }],
+            held_until: None,
+        }
+    }
+
+    /// cosign keyless: a Fulcio certificate for the verifier's identity and issuer signed this
+    /// digest at a verified time.
+    pub fn from_cosign_keyless(
+        verifier: &str,
+        k: &crate::cosign::keyless::KeylessVerified,
+    ) -> Verified {
+        Verified {
+            digest: k.digest().to_string(),
+            length: None,
+            vouchers: vec![Voucher {
+                verifier: verifier.to_string(),
+                system: System::Cosign,
+                identity: format!("identity {} (issuer {})", k.identity(), k.issuer()),
             }],
             held_until: None,
         }

@@ -175,9 +175,7 @@ impl TrustedRepo {
                     .name
                     .strip_prefix(start)
                     .is_some_and(|r| r.starts_with('/'));
-            let path_ok = name.map_or(true, |n| {
-                role.paths.iter().any(|p| n.starts_with(p.as_str()))
-            });
+            let path_ok = name.is_none_or(|n| role.paths.iter().any(|p| n.starts_with(p.as_str())));
             if in_subtree && path_ok && !skip.contains(&role.name) {
                 if visit(&role, loaded) {
                     return;

@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod cosign;
 pub mod fake_upstream;
+pub mod keyless;
 pub mod notary;
 pub mod notation;
 pub mod pki;
