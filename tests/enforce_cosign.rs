@@ -4,7 +4,7 @@
 mod support;
 
 use support::clients::{skopeo_copy, skopeo_inspect_raw, Transport};
-use support::cosign::{payload, sig_manifest, sig_tag, Signer};
+use support::cosign::{sig_tag, Signer};
 use support::notary::Flavour;
 use support::registry::{Blob, Pushed};
 use support::stack::Stack;
@@ -32,8 +32,7 @@ fn keys() -> Keys {
     }
 }
 
-/// `cosign sign --key`: the signature of `signed_digest` stored under the `.sig` tag of
-/// `image_digest` (the same digest, unless a test forges a signature for another image).
+/// `cosign sign --key` ([`support::cosign::push_sig`]).
 async fn cosign_sign(
     stack: &Stack,
     signer: &Signer,
@@ -41,28 +40,7 @@ async fn cosign_sign(
     image_digest: &str,
     signed_digest: &str,
 ) {
-    let p = payload(&format!("127.0.0.1:1/{repo}"), signed_digest);
-    let layer = Blob::new(p.clone(), support::cosign::SIMPLE_SIGNING);
-    let config = Blob::new(
-        format!(
-            r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{}}}}"#,
-            layer.digest
-        )
-        .into_bytes(),
-        "application/vnd.oci.image.config.v1+json",
-    );
-    stack.pusher.blob(repo, &layer).await;
-    stack.pusher.blob(repo, &config).await;
-    let sig = signer.sign(&p);
-    let m = sig_manifest(
-        &config.digest,
-        config.bytes.len(),
-        &[(p.as_slice(), sig.as_str())],
-    );
-    stack
-        .pusher
-        .manifest(repo, &sig_tag(image_digest), OCI_MANIFEST, &m)
-        .await;
+    support::cosign::push_sig(&stack.pusher, signer, repo, image_digest, signed_digest).await;
 }
 
 fn pull(stack: &Stack, repo: &str, reference: &str) -> support::clients::PullResult {

@@ -169,3 +169,43 @@ pub fn referrers_index(manifests: &[(&[u8], &str)]) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// `cosign sign --key`: `signer`'s signature of `signed_digest`, stored in the real registry
+/// under the `.sig` tag of `image_digest` (the same digest, unless a test forges a signature
+/// for another image). The payload's `docker-reference` names the closed registry; cosign
+/// and trustgate ignore it (the digest binds the signature).
+pub async fn push_sig(
+    pusher: &super::registry::Pusher,
+    signer: &Signer,
+    repo: &str,
+    image_digest: &str,
+    signed_digest: &str,
+) {
+    use super::registry::Blob;
+    let p = payload(&format!("127.0.0.1:1/{repo}"), signed_digest);
+    let layer = Blob::new(p.clone(), SIMPLE_SIGNING);
+    let config = Blob::new(
+        format!(
+            r#"{{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{{"created":"0001-01-01T00:00:00Z"}}],"os":"","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{}}}}"#,
+            layer.digest
+        )
+        .into_bytes(),
+        "application/vnd.oci.image.config.v1+json",
+    );
+    pusher.blob(repo, &layer).await;
+    pusher.blob(repo, &config).await;
+    let sig = signer.sign(&p);
+    let m = sig_manifest(
+        &config.digest,
+        config.bytes.len(),
+        &[(p.as_slice(), sig.as_str())],
+    );
+    pusher
+        .manifest(
+            repo,
+            &sig_tag(image_digest),
+            "application/vnd.oci.image.manifest.v1+json",
+            &m,
+        )
+        .await;
+}
