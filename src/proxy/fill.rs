@@ -10,12 +10,6 @@
 //! client as they arrive, and a client that comes mid-fill gets the bytes so far and then
 //! follows. A range is served from the same file.
 //!
-//! Followers near the head of the fill — the usual case: every client of a cold blob starts
-//! together — are served from memory: the fill keeps the last [`WINDOW`] bytes it wrote as
-//! the very buffers it hashed and wrote, and a follower whose position is inside that window
-//! takes them from there (a reference, no read, no blocking hand-off). Anyone further behind
-//! reads the file.
-//!
 //! Integrity: the fill hashes exactly the bytes it writes, in order, and declares the fill
 //! verified only when all `len` bytes are written and their sha256 is the digest. Every
 //! follower holds back its last chunk until then, so no client sees a clean end of bytes the
@@ -58,10 +52,6 @@ const MIN_WRITE: usize = 128 * 1024;
 const GATHER_FOR: Duration = Duration::from_millis(10);
 /// Bytes a follower reads (and sends) at a time.
 const READ_CHUNK: usize = 256 * 1024;
-/// Bytes of the fill's most recent writes kept in memory for followers at the head. Two
-/// batches: what the last write made visible and the one before it, so a follower a little
-/// behind still misses the disk. Bounded per fill (fills are bounded by the store's budget).
-const WINDOW: usize = 2 * WRITE_BATCH;
 
 type Key = (String, Digest);
 
@@ -91,65 +81,6 @@ pub struct Fill {
     pub len: u64,
     file: Arc<std::fs::File>,
     progress: watch::Sender<Progress>,
-    /// The last [`WINDOW`] bytes written, as (offset, bytes): exactly the buffers that were
-    /// hashed and written, in order and contiguous.
-    recent: Mutex<Recent>,
-}
-
-#[derive(Default)]
-struct Recent {
-    chunks: std::collections::VecDeque<(u64, Bytes)>,
-    bytes: usize,
-}
-
-impl Recent {
-    fn push(&mut self, at: u64, chunk: Bytes) {
-        self.bytes += chunk.len();
-        self.chunks.push_back((at, chunk));
-        while self.bytes > WINDOW && self.chunks.len() > 1 {
-            if let Some((_, old)) = self.chunks.pop_front() {
-                self.bytes -= old.len();
-            }
-        }
-    }
-
-    /// Up to `max` bytes from `pos` (which must be below what was written), if the window
-    /// still holds `pos`: one chunk's slice as it is, or several copied into one buffer.
-    fn take(&self, pos: u64, max: usize) -> Option<Bytes> {
-        let first = self.chunks.front()?.0;
-        if pos < first {
-            return None;
-        }
-        let mut out: Option<BytesMut> = None;
-        let mut single: Option<Bytes> = None;
-        let mut at = pos;
-        for (start, chunk) in &self.chunks {
-            let end = start + chunk.len() as u64;
-            if end <= at {
-                continue;
-            }
-            let have =
-                single.as_ref().map_or(0, Bytes::len) + out.as_ref().map_or(0, BytesMut::len);
-            if have >= max {
-                break;
-            }
-            let off = (at - start) as usize;
-            let n = (chunk.len() - off).min(max - have);
-            let part = chunk.slice(off..off + n);
-            match (&mut out, single.take()) {
-                (None, None) => single = Some(part),
-                (None, Some(prev)) => {
-                    let mut b = BytesMut::with_capacity(max);
-                    b.extend_from_slice(&prev);
-                    b.extend_from_slice(&part);
-                    out = Some(b);
-                }
-                (Some(b), _) => b.extend_from_slice(&part),
-            }
-            at += n as u64;
-        }
-        out.map(BytesMut::freeze).or(single)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -290,7 +221,6 @@ impl Leader {
             len: file.len(),
             file: file.file().clone(),
             progress,
-            recent: Mutex::default(),
         });
         self.slot
             .state
@@ -318,7 +248,7 @@ struct FillTask {
 }
 
 /// One blocking write of a batch, hashed in the same pass; returns the hasher.
-type Write = tokio::task::JoinHandle<std::io::Result<(Sha256, Vec<Bytes>)>>;
+type Write = tokio::task::JoinHandle<std::io::Result<Sha256>>;
 
 impl FillTask {
     async fn run(self, file: FillFile, mut body: BoxStream<'static, Result<Bytes, String>>) {
@@ -329,7 +259,7 @@ impl FillTask {
         // Bytes handed to writes, and bytes whose write completed (visible to followers).
         let mut handed = 0u64;
         let mut written = 0u64;
-        let mut in_flight: Option<(Write, u64, u64)> = None;
+        let mut in_flight: Option<(Write, u64)> = None;
         let mut alone_since: Option<Instant> = None;
         let outcome: Result<Sha256, Failure> = loop {
             // With bytes gathered, wait only briefly for more: a slow upstream's bytes still
@@ -357,16 +287,13 @@ impl FillTask {
             // previous write is done, so a slow upstream's bytes reach followers as they
             // arrive; while a write is busy they gather into one larger write (so a fast
             // upstream costs few blocking calls and few follower wake-ups).
-            let idle = in_flight.as_ref().is_none_or(|(w, _, _)| w.is_finished());
+            let idle = in_flight.as_ref().is_none_or(|(w, _)| w.is_finished());
             let enough = batch_len >= MIN_WRITE || timed_out;
             if batch_len > 0 && ((idle && enough) || batch_len >= WRITE_BATCH || last) {
                 // One write in flight at a time, overlapping the next batch's arrival.
-                if let Some((w, at, n)) = in_flight.take() {
+                if let Some((w, n)) = in_flight.take() {
                     match w.await {
-                        Ok(Ok((h, chunks))) => {
-                            hasher = Some(h);
-                            self.remember(at, chunks);
-                        }
+                        Ok(Ok(h)) => hasher = Some(h),
                         Ok(Err(e)) => break Err(Failure::Store(e.to_string())),
                         Err(e) => break Err(Failure::Store(e.to_string())),
                     }
@@ -390,19 +317,15 @@ impl FillTask {
                             f.write_all_at(c, at)?;
                             at += c.len() as u64;
                         }
-                        Ok((h, chunks))
+                        Ok(h)
                     }),
-                    at,
                     n,
                 ));
             }
             if last {
-                if let Some((w, at, n)) = in_flight.take() {
+                if let Some((w, n)) = in_flight.take() {
                     match w.await {
-                        Ok(Ok((h, chunks))) => {
-                            hasher = Some(h);
-                            self.remember(at, chunks);
-                        }
+                        Ok(Ok(h)) => hasher = Some(h),
                         Ok(Err(e)) => break Err(Failure::Store(e.to_string())),
                         Err(e) => break Err(Failure::Store(e.to_string())),
                     }
@@ -442,7 +365,7 @@ impl FillTask {
             }
         });
         // A write still in flight after a failure must finish before the file goes.
-        if let Some((w, _, _)) = in_flight.take() {
+        if let Some((w, _)) = in_flight.take() {
             let _ = w.await;
         }
         match outcome {
@@ -478,17 +401,6 @@ impl FillTask {
         }
     }
 
-    /// Keeps a completed write's buffers for followers at the head (before its progress is
-    /// published, so a follower woken by it finds them).
-    fn remember(&self, mut at: u64, chunks: Vec<Bytes>) {
-        let mut recent = self.fill.recent.lock().unwrap_or_else(|p| p.into_inner());
-        for c in chunks {
-            let n = c.len() as u64;
-            recent.push(at, c);
-            at += n;
-        }
-    }
-
     fn publish_progress(&self, written: u64) {
         self.fill.progress.send_modify(|p| p.written = written);
     }
@@ -518,19 +430,6 @@ pub fn follow(fill: Arc<Fill>, first: u64, count: u64) -> ProxyBody {
             let avail = p.written.min(s.end);
             if s.pos < avail {
                 let n = (avail - s.pos).min(READ_CHUNK as u64) as usize;
-                let from_memory = s
-                    .fill
-                    .recent
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take(s.pos, n);
-                if let Some(chunk) = from_memory {
-                    s.pos += chunk.len() as u64;
-                    if let Some(prev) = s.held.replace(chunk) {
-                        return Some((Ok(prev), s));
-                    }
-                    continue;
-                }
                 let (f, at) = (s.fill.file.clone(), s.pos);
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buf = BytesMut::zeroed(n);
@@ -577,40 +476,4 @@ struct Follower {
     end: u64,
     held: Option<Bytes>,
     done: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The window serves exactly the bytes at a position, across chunk boundaries, capped,
-    /// and only while it still holds them (older positions go to the file).
-    #[test]
-    fn the_window_serves_what_it_holds_and_no_more() {
-        let mut r = Recent::default();
-        let data: Vec<u8> = (0..=255u8).cycle().take(3 * WRITE_BATCH).collect();
-        let mut at = 0u64;
-        for c in data.chunks(WRITE_BATCH / 2) {
-            r.push(at, Bytes::copy_from_slice(c));
-            at += c.len() as u64;
-        }
-        assert!(r.bytes <= WINDOW, "bounded: {}", r.bytes);
-        let first = r.chunks.front().unwrap().0;
-        assert!(first > 0, "the oldest writes left the window");
-        assert_eq!(
-            r.take(first - 1, 10),
-            None,
-            "before the window: read the file"
-        );
-        let p = first + 7;
-        let got = r.take(p, 10).unwrap();
-        assert_eq!(&got[..], &data[p as usize..p as usize + 10]);
-        // Across a chunk boundary, copied into one buffer.
-        let p = first + (WRITE_BATCH / 2) as u64 - 5;
-        let got = r.take(p, 100).unwrap();
-        assert_eq!(&got[..], &data[p as usize..p as usize + 100]);
-        // Capped at what is held.
-        let p = at - 3;
-        assert_eq!(&r.take(p, 100).unwrap()[..], &data[p as usize..]);
-    }
 }
