@@ -82,7 +82,7 @@ fn check(
         .into_iter()
         .map(|l| (l, Bytes::from(p.clone())))
         .collect();
-    verify_keyless_layers(image, manifest, &with, policy)
+    verify_keyless_layers(image, &with, policy)
         .map(|v| format!("{} {} {:?}", v.identity(), v.issuer(), v.integrated_time()))
         .map_err(|e| e.join("; "))
 }

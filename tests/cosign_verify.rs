@@ -38,6 +38,7 @@ fn layer(payload: &[u8], sig: Option<&str>) -> (SignatureLayer, Bytes) {
             digest: Digest::sha256_of(payload),
             size: payload.len() as u64,
             signature: sig.map(str::to_string),
+            annotations: Default::default(),
         },
         Bytes::copy_from_slice(payload),
     )

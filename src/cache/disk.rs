@@ -154,27 +154,12 @@ impl DiskStore {
     /// maintenance, so they stay bounded by what is held plus what was linked since the last
     /// sweep). Blocking file-system work. Returns how many links were deleted.
     pub fn prune_links(&self) -> usize {
-        let links = self.inner.root.join("links");
-        let Ok(scopes) = std::fs::read_dir(&links) else {
-            return 0;
-        };
-        let mut deleted = 0;
-        for scope in scopes.flatten() {
-            let dir = scope.path();
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let held = name.to_str().is_some_and(|h| self.index().contains(h));
-                if !held && std::fs::remove_file(e.path()).is_ok() {
-                    deleted += 1;
-                }
-            }
-            // Fails (harmlessly) when links remain.
-            let _ = std::fs::remove_dir(&dir);
-        }
-        deleted
+        // The index is locked per entry, never across the walk: requests use it meanwhile.
+        super::sweep_shards(&self.inner.root.join("links"), |e| {
+            !e.file_name()
+                .to_str()
+                .is_some_and(|h| self.index().contains(h))
+        })
     }
 
     pub fn root(&self) -> &Path {

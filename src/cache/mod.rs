@@ -17,10 +17,12 @@ mod disk;
 mod disk_fill;
 mod disk_index;
 mod manifests;
+mod sweep;
 mod tags;
 
 pub use disk::{BlobWriter, CachedBlob, CachedManifestFile, DiskError, DiskStore, Finished};
 pub use disk_fill::FillFile;
 pub use disk_index::FileStamp;
 pub use manifests::{CachedManifest, ManifestCache, ManifestCacheError};
+pub use sweep::sweep_shards;
 pub use tags::{entry_ttl, TagCache, TagCacheSettings, TagKey};

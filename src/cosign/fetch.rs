@@ -116,7 +116,7 @@ pub async fn verify_digest_keyless<R: Registry>(
         Err(problems) => problems,
     };
     match fetch_simple_signing(registry, digest, limits).await {
-        Ok((manifest, layers)) => match verify_keyless_layers(digest, &manifest, &layers, policy) {
+        Ok(layers) => match verify_keyless_layers(digest, &layers, policy) {
             Ok(k) => Ok(k),
             Err(legacy) => {
                 found.extend(legacy);
@@ -135,7 +135,7 @@ pub async fn verify_simple_signing<R: Registry>(
     keys: &[CosignKey],
     limits: &CosignLimits,
 ) -> Result<KeyVerified, CosignRefusal> {
-    let (_, layers) = fetch_simple_signing(registry, digest, limits).await?;
+    let layers = fetch_simple_signing(registry, digest, limits).await?;
     verify(digest, &layers, keys)
 }
 
@@ -145,7 +145,7 @@ async fn fetch_simple_signing<R: Registry>(
     registry: &R,
     digest: &Digest,
     limits: &CosignLimits,
-) -> Result<(Bytes, Vec<(super::SignatureLayer, Bytes)>), CosignRefusal> {
+) -> Result<Vec<(super::SignatureLayer, Bytes)>, CosignRefusal> {
     let tag = signature_tag(digest);
     let unavailable = |reason: String| CosignRefusal::Unavailable {
         digest: *digest,
@@ -198,5 +198,5 @@ async fn fetch_simple_signing<R: Registry>(
         };
         with_payloads.push((layer, payload));
     }
-    Ok((manifest, with_payloads))
+    Ok(with_payloads)
 }

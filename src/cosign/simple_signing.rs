@@ -26,6 +26,9 @@ pub struct SignatureLayer {
     pub size: u64,
     /// The annotation's value; `None` when the layer has none (refused when verified).
     pub signature: Option<String>,
+    /// Every annotation of the layer's descriptor: a keyless signature keeps its certificate
+    /// and Rekor bundle there (`keyless::simple`).
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Which cosign signature format vouched.
@@ -260,6 +263,7 @@ pub fn parse_signature_manifest(
             digest,
             size: l.size,
             signature: l.annotations.get(SIGNATURE_ANNOTATION).cloned(),
+            annotations: l.annotations,
         });
     }
     if out.is_empty() {

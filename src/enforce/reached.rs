@@ -138,30 +138,14 @@ impl ReachedSet {
 }
 
 fn sweep_dir(dir: &std::path::Path, ttl: Duration, now: SystemTime) -> usize {
-    let Ok(shards) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut deleted = 0;
-    for shard in shards.flatten() {
-        let path = shard.path();
-        let Ok(records) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for record in records.flatten() {
-            let expired = record
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(|mtime| now.duration_since(mtime).is_ok_and(|age| age >= ttl))
-                // An unreadable mtime cannot make a record count (`contains`), so it goes too.
-                .unwrap_or(true);
-            if expired && std::fs::remove_file(record.path()).is_ok() {
-                deleted += 1;
-            }
-        }
-        // Fails (harmlessly) while records remain.
-        let _ = std::fs::remove_dir(&path);
-    }
-    deleted
+    crate::cache::sweep_shards(dir, |record| {
+        record
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|mtime| now.duration_since(mtime).is_ok_and(|age| age >= ttl))
+            // An unreadable mtime cannot make a record count (`contains`), so it goes too.
+            .unwrap_or(true)
+    })
 }
 
 #[cfg(test)]

@@ -88,39 +88,15 @@ impl CrlSet {
     /// depend on file names.
     pub fn load(dir: &Path) -> Result<Arc<CrlSet>, String> {
         let err = |p: &Path, m: String| format!("{}: {m}", p.display());
-        let meta = std::fs::symlink_metadata(dir)
-            .map_err(|e| err(dir, format!("CRL directory cannot be read: {e}")))?;
-        if !meta.file_type().is_dir() {
-            return Err(err(
-                dir,
-                "the CRL directory is not a regular directory (symlinks are not supported)".into(),
-            ));
-        }
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| err(dir, format!("CRL directory cannot be listed: {e}")))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(dir, format!("CRL directory cannot be listed: {e}")))?;
-        if paths.len() > MAX_CRL_FILES {
-            return Err(err(dir, format!("more than {MAX_CRL_FILES} files")));
-        }
-        paths.sort();
+        let files = super::truststore::regular_files(
+            dir,
+            "CRL directory",
+            MAX_CRL_FILES,
+            MAX_CRL_FILE_BYTES,
+        )
+        .map_err(|(path, message)| err(&path, message))?;
         let mut crls: Vec<LoadedCrl> = Vec::new();
-        for path in paths {
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e.to_string()))?;
-            if !meta.file_type().is_file() {
-                return Err(err(
-                    &path,
-                    "not a regular file (directories and symlinks are not supported in a CRL directory)".into(),
-                ));
-            }
-            if meta.len() > MAX_CRL_FILE_BYTES {
-                return Err(err(
-                    &path,
-                    format!("larger than {MAX_CRL_FILE_BYTES} bytes"),
-                ));
-            }
-            let bytes = std::fs::read(&path).map_err(|e| err(&path, e.to_string()))?;
+        for (path, bytes) in files {
             for der in crl_ders(&bytes).map_err(|e| err(&path, e))? {
                 let loaded = parse_crl(&path, &der).map_err(|e| err(&path, e))?;
                 if let Some(other) = crls.iter().find(|c| c.issuer_der == loaded.issuer_der) {

@@ -73,40 +73,10 @@ fn load_store(dir: &Path, kind: StoreType) -> Result<Vec<Vec<u8>>, StoreError> {
         path: path.display().to_string(),
         message,
     };
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| err(dir, format!("trust store cannot be read: {e}")))?;
-    if !meta.file_type().is_dir() {
-        return Err(err(
-            dir,
-            "trust store is not a regular directory (symlinks are not supported)".into(),
-        ));
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| err(dir, format!("trust store cannot be listed: {e}")))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(dir, format!("trust store cannot be listed: {e}")))?;
-    if entries.len() > MAX_FILES_PER_STORE {
-        return Err(err(dir, format!("more than {MAX_FILES_PER_STORE} files")));
-    }
-    entries.sort();
+    let files = regular_files(dir, "trust store", MAX_FILES_PER_STORE, MAX_CERT_FILE_BYTES)
+        .map_err(|(path, message)| err(&path, message))?;
     let mut certs = Vec::new();
-    for path in entries {
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| err(&path, e.to_string()))?;
-        if !meta.file_type().is_file() {
-            return Err(err(
-                &path,
-                "not a regular file (directories and symlinks are not supported in a trust store)"
-                    .into(),
-            ));
-        }
-        if meta.len() > MAX_CERT_FILE_BYTES {
-            return Err(err(
-                &path,
-                format!("larger than {MAX_CERT_FILE_BYTES} bytes"),
-            ));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| err(&path, e.to_string()))?;
+    for (path, bytes) in files {
         let found = read_certificates(&bytes).map_err(|e| err(&path, e))?;
         for (i, der) in found.iter().enumerate() {
             validate_store_cert(der, kind)
@@ -118,6 +88,55 @@ fn load_store(dir: &Path, kind: StoreType) -> Result<Vec<Vec<u8>>, StoreError> {
         return Err(err(dir, "no x509 certificate in this trust store".into()));
     }
     Ok(certs)
+}
+
+/// The regular files of `dir`, sorted by name, with their contents: how notation-go reads a
+/// trust store (and trustgate a CRL directory). The directory itself and every entry must be
+/// real — symlinks and subdirectories are refused, never followed — and both counts and
+/// sizes are bounded. An error names the path it is about; `what` names the directory kind in
+/// the message ("trust store", "CRL directory").
+pub(super) fn regular_files(
+    dir: &Path,
+    what: &str,
+    max_files: usize,
+    max_bytes: u64,
+) -> Result<Vec<(PathBuf, Vec<u8>)>, (PathBuf, String)> {
+    let at = |p: &Path, m: String| (p.to_path_buf(), m);
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| at(dir, format!("{what} cannot be read: {e}")))?;
+    if !meta.file_type().is_dir() {
+        return Err(at(
+            dir,
+            format!("{what} is not a regular directory (symlinks are not supported)"),
+        ));
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| at(dir, format!("{what} cannot be listed: {e}")))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| at(dir, format!("{what} cannot be listed: {e}")))?;
+    if paths.len() > max_files {
+        return Err(at(dir, format!("more than {max_files} files")));
+    }
+    paths.sort();
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| at(&path, e.to_string()))?;
+        if !meta.file_type().is_file() {
+            return Err(at(
+                &path,
+                format!(
+                    "not a regular file (directories and symlinks are not supported in a {what})"
+                ),
+            ));
+        }
+        if meta.len() > max_bytes {
+            return Err(at(&path, format!("larger than {max_bytes} bytes")));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| at(&path, e.to_string()))?;
+        out.push((path, bytes));
+    }
+    Ok(out)
 }
 
 /// PEM (one or more `CERTIFICATE` blocks) or DER (one or more concatenated certificates).

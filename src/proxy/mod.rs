@@ -300,7 +300,7 @@ fn check_access(
         return Ok(());
     };
     let registry = route.upstream_name.as_deref().unwrap_or_default();
-    if auth.may_use(identity, registry, &repo.to_string()) {
+    if auth.may_use(identity, registry, repo.as_str()) {
         return Ok(());
     }
     Err(RegistryError::AccessDenied {

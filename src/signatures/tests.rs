@@ -12,6 +12,7 @@ fn proof(name: &str, payload: &[u8], sig: &[u8], key: &[u8], digest: &str) -> Ve
         digest: Digest::sha256_of(payload),
         size: payload.len() as u64,
         signature: Some(String::from_utf8(sig.to_vec()).unwrap()),
+        annotations: Default::default(),
     };
     let digest = Digest::parse(digest).unwrap();
     let k = verify(

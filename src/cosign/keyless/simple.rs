@@ -38,18 +38,6 @@ pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// cosign `--tsa-server-url`: `{"SignedRFC3161Timestamp": "<base64 DER>"}`.
 pub const RFC3161_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
 
-#[derive(Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
 /// cosign `pkg/cosign/bundle.RekorBundle`.
 #[derive(Deserialize)]
 struct RekorBundle {
@@ -86,22 +74,16 @@ struct Rfc3161 {
 }
 
 /// Whether one of `layers` (with its payload) is a keyless signature satisfying `policy` over
-/// a payload naming `expected`. `manifest` is the `.sig` manifest the layers were parsed from
-/// (its per-layer annotations hold the keyless material). `Err` lists each layer's problem.
+/// a payload naming `expected`; each layer's annotations hold its keyless material. `Err`
+/// lists each layer's problem.
 pub fn verify_keyless_layers(
     expected: &Digest,
-    manifest: &[u8],
     layers: &[(SignatureLayer, bytes::Bytes)],
     policy: &KeylessPolicy,
 ) -> Result<KeylessVerified, Vec<String>> {
-    let annotations: Vec<BTreeMap<String, String>> = serde_json::from_slice::<Manifest>(manifest)
-        .map(|m| m.layers.into_iter().map(|d| d.annotations).collect())
-        .unwrap_or_default();
-    let empty = BTreeMap::new();
     let mut found = Vec::new();
     for (layer, payload) in layers {
-        let a = annotations.get(layer.index).unwrap_or(&empty);
-        match verify_layer(expected, layer, payload, a, policy) {
+        match verify_layer(expected, layer, payload, &layer.annotations, policy) {
             Ok(v) => return Ok(v),
             Err(p) => found.push(format!("signature layer {}: {p}", layer.index)),
         }
