@@ -90,6 +90,9 @@ fn load_store(dir: &Path, kind: StoreType) -> Result<Vec<Vec<u8>>, StoreError> {
     Ok(certs)
 }
 
+/// A problem with a file or directory: its path and what is wrong.
+pub(super) type PathError = (PathBuf, String);
+
 /// The regular files of `dir`, sorted by name, with their contents: how notation-go reads a
 /// trust store (and trustgate a CRL directory). The directory itself and every entry must be
 /// real — symlinks and subdirectories are refused, never followed — and both counts and
@@ -100,7 +103,7 @@ pub(super) fn regular_files(
     what: &str,
     max_files: usize,
     max_bytes: u64,
-) -> Result<Vec<(PathBuf, Vec<u8>)>, (PathBuf, String)> {
+) -> Result<Vec<(PathBuf, Vec<u8>)>, PathError> {
     let at = |p: &Path, m: String| (p.to_path_buf(), m);
     let meta = std::fs::symlink_metadata(dir)
         .map_err(|e| at(dir, format!("{what} cannot be read: {e}")))?;
