@@ -157,49 +157,32 @@ pub async fn serve(
 
 /// Bytes `first .. first + count` of a file already verified (see [`CachedBlob::verified`]:
 /// the whole file hashed to the digest in this process and has not been written since, as
-/// its inode and change time show). A file that ends early fails the body. Read with plain
-/// blocking reads straight into each chunk (one copy from the page cache; tokio's `File`
-/// would add a second through its own buffer).
+/// its inode and change time show). A file that ends early fails the body. Positional reads
+/// straight into each chunk (one copy from the page cache), on the async worker when the
+/// page cache holds the bytes ([`crate::cache::read_at`]).
 async fn plain_file_stream(
     file: tokio::fs::File,
     first: u64,
     count: u64,
 ) -> Result<ProxyBody, std::io::Error> {
-    use std::io::{Read as _, Seek as _};
-    let mut file = file.into_std().await;
-    let file = tokio::task::spawn_blocking(move || {
-        file.seek(std::io::SeekFrom::Start(first)).map(|_| file)
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    // The file moves into each blocking read and back out with the bytes.
+    let file = std::sync::Arc::new(file.into_std().await);
     Ok(body::stream(futures_util::stream::unfold(
-        (Some(file), count),
-        |(file, left)| async move {
+        (Some(file), first, count),
+        |(file, at, left)| async move {
             let file = file.filter(|_| left > 0)?;
-            let want = left.min(CHUNK as u64);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::with_capacity(want as usize);
-                let r = (&file).take(want).read_to_end(&mut buf);
-                (file, r.map(|_| buf))
-            })
-            .await;
-            match read {
-                Ok((_, Ok(buf))) if buf.is_empty() => {
-                    let reason = format!("file ended {left} bytes early");
-                    Some((Err(BodyError::Store { reason }), (None, 0)))
+            let want = left.min(CHUNK as u64) as usize;
+            match crate::cache::read_at(&file, at, want).await {
+                Ok(chunk) => {
+                    let n = chunk.len() as u64;
+                    Some((Ok(chunk), (Some(file), at + n, left - n)))
                 }
-                Ok((file, Ok(buf))) => {
-                    let n = buf.len() as u64;
-                    Some((Ok(Bytes::from(buf)), (Some(file), left - n)))
-                }
-                Ok((_, Err(e))) => {
-                    let reason = e.to_string();
-                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    let reason = format!("file ended before byte {}", at + left);
+                    Some((Err(BodyError::Store { reason }), (None, at, 0)))
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    Some((Err(BodyError::Store { reason }), (None, 0)))
+                    Some((Err(BodyError::Store { reason }), (None, at, 0)))
                 }
             }
         },

@@ -33,7 +33,7 @@ use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
@@ -49,6 +49,9 @@ const WRITE_BATCH: usize = 1024 * 1024;
 /// A write starts once this much has gathered (or [`GATHER_FOR`] passed, or the body ended):
 /// each write wakes every follower for one read, so tiny writes cost many thread hand-offs.
 const MIN_WRITE: usize = 128 * 1024;
+/// A batch buffer's size: a full batch plus one more upstream chunk (the HTTP client's reads
+/// are at most ~400 KiB), so a batch rarely reallocates.
+const BATCH_CAPACITY: usize = WRITE_BATCH + 512 * 1024;
 const GATHER_FOR: Duration = Duration::from_millis(10);
 /// Bytes a follower reads (and sends) at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -247,15 +250,22 @@ struct FillTask {
     request_id: String,
 }
 
-/// One blocking write of a batch, hashed in the same pass; returns the hasher.
-type Write = tokio::task::JoinHandle<std::io::Result<Sha256>>;
+/// One blocking write of a batch, hashed in the same pass; returns the hasher and the
+/// batch's buffer, emptied, for the batch after next.
+type Write = tokio::task::JoinHandle<std::io::Result<(Sha256, Vec<u8>)>>;
 
 impl FillTask {
     async fn run(self, file: FillFile, mut body: BoxStream<'static, Result<Bytes, String>>) {
         let len = self.fill.len;
         let mut hasher = Some(Sha256::new());
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_len = 0usize;
+        // Each upstream chunk is copied into the batch and dropped at once, so the HTTP
+        // client's read buffer is free again before its next read and is reused in place.
+        // Holding the chunks instead (as a batch of `Bytes`) made every read land in freshly
+        // allocated memory: a page fault per 4 KiB of the blob, 10% of a miss's CPU in a
+        // perf profile, against a copy that stays in cache. Two buffers take turns: one
+        // gathers while the other is written.
+        let mut batch: Vec<u8> = Vec::with_capacity(BATCH_CAPACITY);
+        let mut spare: Option<Vec<u8>> = None;
         // Bytes handed to writes, and bytes whose write completed (visible to followers).
         let mut handed = 0u64;
         let mut written = 0u64;
@@ -264,20 +274,19 @@ impl FillTask {
         let outcome: Result<Sha256, Failure> = loop {
             // With bytes gathered, wait only briefly for more: a slow upstream's bytes still
             // reach the followers within GATHER_FOR.
-            let next = if batch_len > 0 {
-                tokio::time::timeout(GATHER_FOR, body.next()).await.ok()
-            } else {
+            let next = if batch.is_empty() {
                 Some(body.next().await)
+            } else {
+                tokio::time::timeout(GATHER_FOR, body.next()).await.ok()
             };
             let timed_out = next.is_none();
             let last = match next.flatten() {
                 _ if timed_out => false,
                 Some(Ok(chunk)) => {
-                    if handed + (batch_len + chunk.len()) as u64 > len {
+                    if handed + (batch.len() + chunk.len()) as u64 > len {
                         break Err(Failure::TooLong { announced: len });
                     }
-                    batch_len += chunk.len();
-                    batch.push(chunk);
+                    batch.extend_from_slice(&chunk);
                     false
                 }
                 Some(Err(reason)) => break Err(Failure::Upstream(reason)),
@@ -288,21 +297,26 @@ impl FillTask {
             // arrive; while a write is busy they gather into one larger write (so a fast
             // upstream costs few blocking calls and few follower wake-ups).
             let idle = in_flight.as_ref().is_none_or(|(w, _)| w.is_finished());
-            let enough = batch_len >= MIN_WRITE || timed_out;
-            if batch_len > 0 && ((idle && enough) || batch_len >= WRITE_BATCH || last) {
+            let enough = batch.len() >= MIN_WRITE || timed_out;
+            if !batch.is_empty() && ((idle && enough) || batch.len() >= WRITE_BATCH || last) {
                 // One write in flight at a time, overlapping the next batch's arrival.
                 if let Some((w, n)) = in_flight.take() {
                     match w.await {
-                        Ok(Ok(h)) => hasher = Some(h),
+                        Ok(Ok((h, buf))) => {
+                            hasher = Some(h);
+                            spare = Some(buf);
+                        }
                         Ok(Err(e)) => break Err(Failure::Store(e.to_string())),
                         Err(e) => break Err(Failure::Store(e.to_string())),
                     }
                     written += n;
                     self.publish_progress(written);
                 }
-                let chunks = std::mem::take(&mut batch);
-                let n = batch_len as u64;
-                batch_len = 0;
+                let next_buf = spare
+                    .take()
+                    .unwrap_or_else(|| Vec::with_capacity(BATCH_CAPACITY));
+                let buf = std::mem::replace(&mut batch, next_buf);
+                let n = buf.len() as u64;
                 let Some(mut h) = hasher.take() else {
                     break Err(Failure::Store("hasher lost".into()));
                 };
@@ -311,13 +325,11 @@ impl FillTask {
                 handed += n;
                 in_flight = Some((
                     tokio::task::spawn_blocking(move || {
-                        let mut at = at;
-                        for c in &chunks {
-                            h.update(c);
-                            f.write_all_at(c, at)?;
-                            at += c.len() as u64;
-                        }
-                        Ok(h)
+                        let mut buf = buf;
+                        h.update(&buf);
+                        f.write_all_at(&buf, at)?;
+                        buf.clear();
+                        Ok((h, buf))
                     }),
                     n,
                 ));
@@ -325,7 +337,7 @@ impl FillTask {
             if last {
                 if let Some((w, n)) = in_flight.take() {
                     match w.await {
-                        Ok(Ok(h)) => hasher = Some(h),
+                        Ok(Ok((h, _))) => hasher = Some(h),
                         Ok(Err(e)) => break Err(Failure::Store(e.to_string())),
                         Err(e) => break Err(Failure::Store(e.to_string())),
                     }
@@ -430,25 +442,15 @@ pub fn follow(fill: Arc<Fill>, first: u64, count: u64) -> ProxyBody {
             let avail = p.written.min(s.end);
             if s.pos < avail {
                 let n = (avail - s.pos).min(READ_CHUNK as u64) as usize;
-                let (f, at) = (s.fill.file.clone(), s.pos);
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = BytesMut::zeroed(n);
-                    f.read_exact_at(&mut buf, at).map(|()| buf.freeze())
-                })
-                .await;
-                let chunk = match read {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => {
-                        s.done = true;
-                        let reason = e.to_string();
-                        return Some((Err(BodyError::Store { reason }), s));
-                    }
+                let chunk = match crate::cache::read_at(&s.fill.file, s.pos, n).await {
+                    Ok(c) => c,
                     Err(e) => {
                         s.done = true;
                         let reason = e.to_string();
                         return Some((Err(BodyError::Store { reason }), s));
                     }
                 };
+                let n = chunk.len();
                 s.pos += n as u64;
                 if let Some(prev) = s.held.replace(chunk) {
                     return Some((Ok(prev), s));
