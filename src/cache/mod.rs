@@ -24,7 +24,7 @@ mod tags;
 pub use disk::{BlobWriter, CachedBlob, CachedManifestFile, DiskError, DiskStore, Finished};
 pub use disk_fill::FillFile;
 pub use disk_index::FileStamp;
-pub use file_read::read_at;
+pub use file_read::Reader;
 pub use manifests::{CachedManifest, ManifestCache, ManifestCacheError};
 pub use sweep::sweep_shards;
 pub use tags::{entry_ttl, TagCache, TagCacheSettings, TagKey};

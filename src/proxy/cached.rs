@@ -159,7 +159,7 @@ pub async fn serve(
 /// the whole file hashed to the digest in this process and has not been written since, as
 /// its inode and change time show). A file that ends early fails the body. Positional reads
 /// straight into each chunk (one copy from the page cache), on the async worker when the
-/// page cache holds the bytes ([`crate::cache::read_at`]).
+/// page cache holds the bytes ([`crate::cache::Reader`]).
 async fn plain_file_stream(
     file: tokio::fs::File,
     first: u64,
@@ -167,14 +167,14 @@ async fn plain_file_stream(
 ) -> Result<ProxyBody, std::io::Error> {
     let file = std::sync::Arc::new(file.into_std().await);
     Ok(body::stream(futures_util::stream::unfold(
-        (Some(file), first, count),
-        |(file, at, left)| async move {
-            let file = file.filter(|_| left > 0)?;
+        (Some(crate::cache::Reader::new(file)), first, count),
+        |(reader, at, left)| async move {
+            let mut reader = reader.filter(|_| left > 0)?;
             let want = left.min(CHUNK as u64) as usize;
-            match crate::cache::read_at(&file, at, want).await {
+            match reader.read_at(at, want).await {
                 Ok(chunk) => {
                     let n = chunk.len() as u64;
-                    Some((Ok(chunk), (Some(file), at + n, left - n)))
+                    Some((Ok(chunk), (Some(reader), at + n, left - n)))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     let reason = format!("file ended before byte {}", at + left);
